@@ -1,0 +1,57 @@
+"""The one interface every back end implements (ref, rtl, kernel, board).
+
+A target is opened on a BpfObject and the name of its entry program; it creates the maps,
+loads every program the object needs (tail-call targets too), and then runs packets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class XdpResult:
+    verdict: int               # XDP_* (the program's r0, or XDP_ABORTED on a trap)
+    packet: bytes              # the packet as it leaves (after adjust_head/tail)
+    retval: int = 0            # the full r0
+    trap: int = 0              # trap reason (0 = none)
+    trap_pc: int = -1
+    redirect: int | None = None   # ifindex (or devmap target) for XDP_REDIRECT
+    cycles: int | None = None     # hardware targets
+    insns: int | None = None      # instructions executed, where the target knows
+    trace: list = field(default_factory=list)   # trace_printk lines
+
+
+@dataclass
+class XdpContext:
+    ingress_ifindex: int = 1
+    rx_queue_index: int = 0
+
+
+class Target:
+    name = "?"
+
+    def run(self, packet: bytes, ctx: XdpContext | None = None) -> XdpResult:
+        raise NotImplementedError
+
+    # maps, by name; keys and values are raw bytes. Per-CPU maps take and give a list of
+    # values, one per CPU.
+    def map_lookup(self, name: str, key: bytes):
+        raise NotImplementedError
+
+    def map_update(self, name: str, key: bytes, value, flags: int = 0) -> None:
+        raise NotImplementedError
+
+    def map_delete(self, name: str, key: bytes) -> None:
+        raise NotImplementedError
+
+    def map_dump(self, name: str) -> list[tuple[bytes, object]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
