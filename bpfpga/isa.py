@@ -356,8 +356,13 @@ def decode(raw: bytes, strict: bool = True) -> list[Insn]:
         op, dst, src, off, imm = unpack_slot(raw, pc)
         spec = lookup(op, src, off, imm)
         if spec is None and strict:
-            raise DecodeError(pc, f"unknown opcode 0x{op:02x}"
-                              + (f" with offset {off}" if op in BY_OPCODE else ""))
+            if op in BY_OPCODE:
+                c = BY_OPCODE[op][0]
+                f = c.select[0] if c.select else "offset"
+                v = {"off": off, "imm": imm, "src": src}.get(f, off)
+                raise DecodeError(pc, f"{c.name.split()[0]} (opcode 0x{op:02x}): invalid "
+                                  f"{'offset' if f == 'off' else f} value {v}")
+            raise DecodeError(pc, f"unknown opcode 0x{op:02x}")
         if spec is not None and strict:
             bad = spec.field_ok(dst, src, off, imm)
             if bad:

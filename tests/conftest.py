@@ -1,0 +1,19 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def suite_root() -> Path:
+    env = os.environ.get("BPFPGA_CONFORMANCE")
+    return Path(env) if env else REPO.parent / "shared/conformance/bpf_conformance"
+
+
+@pytest.fixture(scope="session")
+def suite() -> Path:
+    root = suite_root()
+    if not (root / "tests").is_dir():
+        pytest.skip(f"conformance suite not found at {root} (set BPFPGA_CONFORMANCE)")
+    return root
