@@ -12,6 +12,7 @@ import errno as _errno
 import os
 import re
 import struct
+from dataclasses import dataclass
 
 from bpfpga import isa
 from bpfpga import obj as O
@@ -643,3 +644,34 @@ def calls_unwind(program: bytes) -> bool:
     """Whether the program calls helper 5, the suite's "unwind" (the kernel's helper 5 is
     bpf_ktime_get_ns)."""
     return _calls_helper(program, 5)
+
+
+# --- the conformance runner contract of sim/conformance.run_dir ---------------------------------
+TRAP_VERIFIER = 100   # not a hardware trap code: "the kernel's verifier rejected the program"
+
+
+@dataclass
+class ConformanceResult:
+    r0: int
+    trap: int = 0
+    trap_pc: int = -1
+    trap_detail: str = ""
+
+
+def conformance_runner(jobs) -> list[ConformanceResult]:
+    """``runner(jobs)`` for sim.conformance.run_dir: each job (program, mem) run in the kernel;
+    a program the kernel rejects comes back with trap TRAP_VERIFIER, trap_pc the suite's
+    instruction index the verifier names (-1 when none), and the verifier's reason."""
+    out = []
+    for program, mem in jobs:
+        try:
+            out.append(ConformanceResult(run_conformance_program(program, mem)))
+        except TargetError as e:
+            msg = str(e)
+            if msg.startswith("the bpf() syscall is unavailable"):
+                raise
+            m = re.search(r"\(at insn (\d+):", msg)
+            detail = msg.split(": ", 1)[1] if ": " in msg else msg
+            out.append(ConformanceResult(0, TRAP_VERIFIER, int(m.group(1)) if m else -1,
+                                         f"the kernel's verifier: {detail}"))
+    return out
