@@ -102,21 +102,22 @@ _INSN_LINE = re.compile(r"^(\d+): \([0-9a-f]{2}\) ")
 
 
 def verifier_reason(log: str) -> str:
-    """The last meaningful line(s) of a verifier log: the error, and the instruction it is
-    about when the line before names one."""
-    lines = [ln.rstrip() for ln in log.splitlines()]
-    lines = [ln for ln in lines if ln.strip() and not _NOISE.match(ln.strip())]
+    """The verifier's last meaningful lines: the message lines after the last instruction it
+    printed (at most three, joined with '; '), and that instruction."""
+    lines = [ln.strip() for ln in log.splitlines()]
+    lines = [ln for ln in lines if ln and not _NOISE.match(ln)]
     if not lines:
         return ""
-    last = lines[-1].strip()
-    for prev in reversed(lines[:-1]):
-        m = _INSN_LINE.match(prev.strip())
-        if m:
-            insn = prev.strip().split(";")[0].strip()
-            return f"{last} (at {insn})"
-        if not prev.startswith(("R", " ", "\t", "from ", "frame")) and ":" not in prev[:6]:
+    last_insn = None
+    for j in range(len(lines) - 1, -1, -1):
+        if _INSN_LINE.match(lines[j]):
+            last_insn = j
             break
-    return last
+    if last_insn is None or last_insn == len(lines) - 1:
+        return lines[-1]
+    msg = "; ".join(lines[last_insn + 1:][-3:])
+    insn = lines[last_insn].split(";")[0].strip()
+    return f"{msg} (at {insn})"
 
 
 def load_xdp(insns: bytes, name: str, license: str, prog_flags: int = 0) -> int:
