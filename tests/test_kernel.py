@@ -338,3 +338,17 @@ def test_conformance_in_kernel(kernel, suite):
     doc = (REPO / "docs/kernel-conformance.md").read_text()
     m = re.search(r"\*\*(\d+) of (\d+) pass\*\*", doc)
     assert m and (int(m.group(1)), int(m.group(2))) == (passed, len(rows))
+
+
+def test_packet_sizes(kernel):
+    # r0 = data_end - data: the bytes the program sees
+    from bpfpga.isa import BPF_SUB, BPF_X, BPF_ALU64
+    p = prog("len", ldx(isa.BPF_W, 2, 1, 0), ldx(isa.BPF_W, 0, 1, 4),
+             Insn(BPF_ALU64 | BPF_SUB | BPF_X, 0, 2), EXIT)
+    n = K.linear_max()
+    assert 1500 <= n < 65536
+    with K.KernelTarget(obj(p)) as t:
+        assert t.run(bytes(14)).verdict == 14
+        assert t.run(bytes(n)).verdict == n
+        with pytest.raises(TargetError, match=f"at most {n} bytes"):
+            t.run(bytes(n + 1))
