@@ -80,6 +80,8 @@ class Program:
     entry_len: int = 0         # instructions (slots) of the entry function itself
     helpers: list[int] = field(default_factory=list)   # helper ids it calls
     maps_used: list[str] = field(default_factory=list)  # map names it references
+    # function names by first slot: the entry function at 0, each appended subprogram
+    symbols: dict[int, str] = field(default_factory=dict)
 
     @property
     def n_insns(self) -> int:
