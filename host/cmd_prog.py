@@ -1,0 +1,134 @@
+"""`bpfpga prog show OBJ`: what an object holds, as bpftool would show it.
+
+Programs (name, section, instruction slots, helpers by name, maps used) and maps (name, type,
+key and value size, max_entries, flags, inner map, initial slots), as tables or, with ``-j``,
+as JSON whose keys follow bpftool's ``prog show -j`` / ``map show -j``
+(``bytes_key``, ``bytes_value``, ``max_entries``, ``flags``, ``bytes_xlated``...).
+"""
+from __future__ import annotations
+
+import json
+
+import click
+
+from bpfpga.errors import LoadError
+from bpfpga.helpers import HELPER_NAMES, helper_name
+from bpfpga.obj import BpfObject, MapDef, Program
+
+
+def parse_map_sizes(values: tuple[str, ...]) -> dict[str, int]:
+    """``NAME=ENTRIES`` options into a dict (a LoadError names a malformed one)."""
+    out: dict[str, int] = {}
+    for v in values:
+        name, sep, n = v.partition("=")
+        try:
+            entries = int(n, 0)
+        except ValueError:
+            entries = None
+        if not sep or not name or entries is None:
+            raise LoadError(f"--map-size {v!r}: expected NAME=ENTRIES")
+        out[name] = entries
+    return out
+
+
+def _prog_type(section: str) -> str:
+    return "xdp" if section == "xdp" or section.startswith(("xdp/", "xdp.")) else "unspec"
+
+
+def map_json(m: MapDef) -> dict:
+    d = {"name": m.name, "type": m.type_name, "flags": m.map_flags, "bytes_key": m.key_size,
+         "bytes_value": m.value_size, "max_entries": m.max_entries, "section": m.section}
+    if m.pinning:
+        d["pinning"] = m.pinning
+    if m.inner is not None:
+        d["inner"] = map_json(m.inner)
+    if m.init_slots:
+        d["init_slots"] = {str(k): v for k, v in sorted(m.init_slots.items())}
+    if m.data is not None:
+        d["frozen" if m.name.startswith(".rodata") else "global_data"] = True
+    return d
+
+
+def prog_json(p: Program) -> dict:
+    return {"name": p.name, "type": _prog_type(p.section), "section": p.section,
+            "insns": p.n_insns, "bytes_xlated": len(p.insns), "entry_insns": p.entry_len,
+            "subprogs": [n for off, n in sorted(p.symbols.items()) if off],
+            "helpers": [helper_name(h) for h in p.helpers], "maps": list(p.maps_used)}
+
+
+def object_json(o: BpfObject) -> dict:
+    return {"file": o.path, "license": o.license,
+            "gpl_compatible": o.license in ("GPL", "GPL v2", "GPL and additional rights",
+                                            "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL"),
+            "btf": o.btf is not None,
+            "programs": [prog_json(p) for p in o.programs],
+            "maps": [map_json(m) for m in o.maps]}
+
+
+def _flags(v: int) -> str:
+    return f"0x{v:x}" if v else "0"
+
+
+def print_object(o: BpfObject) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    pt = Table(title=f"{o.path}: {len(o.programs)} program(s)"
+               + (f", license {o.license}" if o.license else ""), title_justify="left")
+    for c in ("#", "name", "section", "insns", "subprogs", "helpers", "maps"):
+        pt.add_column(c, justify="right" if c in ("#", "insns") else "left",
+                      no_wrap=c in ("#", "insns", "section"))
+    for i, p in enumerate(o.programs):
+        sub = ", ".join(n for off, n in sorted(p.symbols.items()) if off)
+        pt.add_row(str(i), p.name + ("*" if i == 0 else ""), p.section,
+                   str(p.n_insns), sub, ", ".join(HELPER_NAMES.get(h, str(h))
+                                                  for h in p.helpers),
+                   ", ".join(p.maps_used))
+    con.print(pt)
+    con.print("* the default program; insns counts 8-byte slots (lddw takes two)")
+    if not o.maps:
+        con.print("no maps")
+        return
+    mt = Table(title=f"{len(o.maps)} map(s)", title_justify="left")
+    for c in ("#", "name", "type", "key", "value", "max_entries", "flags", "notes"):
+        mt.add_column(c, justify="right" if c in ("#", "key", "value", "max_entries")
+                      else "left", no_wrap=c != "notes")
+    for i, m in enumerate(o.maps):
+        notes = []
+        if m.inner is not None:
+            notes.append(f"inner {m.inner.type_name} {m.inner.key_size}/{m.inner.value_size}"
+                         f" x{m.inner.max_entries}")
+        if m.init_slots:
+            notes.append("slots " + ", ".join(f"{k}={v}" for k, v in
+                                              sorted(m.init_slots.items())))
+        if m.data is not None:
+            notes.append("global data")
+        if m.pinning:
+            notes.append(f"pinning {m.pinning}")
+        if m.section not in (".maps",) and m.data is None:
+            notes.append(f"section {m.section}")
+        mt.add_row(str(i), m.name, m.type_name, str(m.key_size), str(m.value_size),
+                   str(m.max_entries), _flags(m.map_flags), "; ".join(notes))
+    con.print(mt)
+
+
+def register(group: click.Group) -> None:
+    @group.group("prog")
+    def prog():
+        """Inspect BPF objects."""
+
+    @prog.command("show")
+    @click.argument("obj", type=click.Path(dir_okay=False))
+    @click.option("-j", "--json", "as_json", is_flag=True, help="JSON output, as bpftool -j.")
+    @click.option("--map-size", "map_size", multiple=True, metavar="NAME=ENTRIES",
+                  help="Override a map's max_entries (repeatable).")
+    def show(obj: str, as_json: bool, map_size: tuple[str, ...]):
+        """Programs and maps of OBJ (a clang -target bpf object)."""
+        from bpfpga.compiler.elf import load_object
+
+        o = load_object(obj, map_sizes=parse_map_sizes(map_size))
+        if as_json:
+            click.echo(json.dumps(object_json(o), indent=2))
+        else:
+            print_object(o)
