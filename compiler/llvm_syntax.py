@@ -256,6 +256,9 @@ def _lock(line: str) -> Insn:
     size = _size(sign, bits, line)
     d, off = _mem(addr)
     p, s = _reg(val, "r" if size == isa.BPF_DW else "rw")
+    if sym not in _ATOMIC_BY_SYM:
+        raise AsmError(f"invalid atomic operation '{sym}' (one of "
+                       + ", ".join(_ATOMIC_BY_SYM) + ")")
     return _atomic(size, _ATOMIC_BY_SYM[sym], d, s, off, line)
 
 
