@@ -30,3 +30,19 @@ WINDOWS = {
 def frame_top(depth: int) -> int:
     """r10 of call frame `depth` (0 = the entry program)."""
     return STACK_BASE + STACK_SIZE - depth * STACK_FRAME
+
+# Map handles: what `lddw rX, map` yields (the kernel's struct bpf_map *). Not a readable
+# window: a program can only hand a handle to a helper. Map-in-map slots hold handles too.
+MAP_HANDLE_BASE = 0x5000_0000
+MAP_HANDLE_STRIDE = 0x100
+
+
+def map_handle(n: int) -> int:
+    return MAP_HANDLE_BASE + n * MAP_HANDLE_STRIDE
+
+
+def handle_index(addr: int) -> int | None:
+    if addr < MAP_HANDLE_BASE or (addr - MAP_HANDLE_BASE) % MAP_HANDLE_STRIDE:
+        return None
+    n = (addr - MAP_HANDLE_BASE) // MAP_HANDLE_STRIDE
+    return n if n < 0x10000 else None

@@ -11,7 +11,8 @@ from bpfpga.errors import BpfpgaError
 
 # modules that define click commands; each has `register(group)`
 COMMAND_MODULES = [
-    "bpfpga.host.cmd_tools",      # asm, disasm, conformance, demo
+    "bpfpga.host.cmd_tools",      # asm, conformance, demo
+    "bpfpga.host.cmd_xdp",        # run, diff
     "bpfpga.host.cmd_prog",       # prog show
 ]
 

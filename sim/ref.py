@@ -118,12 +118,13 @@ class Machine:
 
     def __init__(self, program: bytes, helpers: dict[int, Helper] | None = None,
                  strict: bool = True, memory: Memory | None = None,
-                 budget: int = memmap.INSN_BUDGET):
+                 budget: int = memmap.INSN_BUDGET, resolve_lddw=None):
         try:
             self.insns = isa.decode(program, strict=strict)
         except isa.DecodeError as e:
             raise LoadError(str(e)) from None
         self.program = program
+        self.resolve_lddw = resolve_lddw
         self.nslots = len(program) // 8
         self.helpers = dict(helpers or {})
         self.budget = budget
@@ -298,6 +299,8 @@ class Machine:
         raise LoadError(f"instruction {pc}: {s.name} is not supported")  # pragma: no cover
 
     def _pseudo_lddw(self, ins: isa.Insn, pc: int) -> int:
+        if self.resolve_lddw is not None:
+            return self.resolve_lddw(ins, pc)
         raise LoadError(f"instruction {pc}: lddw with src_reg {ins.src} (a map or BTF "
                         f"reference) was not linked")
 

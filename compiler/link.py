@@ -1,0 +1,122 @@
+"""Link a BpfObject for the hardware address map: lay every map (and every inner map
+instance) out in the map window, give each a handle, and resolve map references.
+
+The layout is the same for the reference machine and the hardware: values of map n live at
+``Region.base + slot * Region.stride`` (per-CPU maps: one block of slots per CPU), keys of hash
+maps in a separate key area, and the handle ``memmap.map_handle(n)`` names the map.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bpfpga import isa, memmap
+from bpfpga.errors import LoadError
+from bpfpga.obj import (BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY, MAP_IN_MAP_TYPES,
+                        BpfObject, MapDef)
+
+HASH_LIKE = {1, 5, 9, 10, 11, 13, 25}
+
+
+def _round8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+@dataclass
+class Region:
+    n: int                   # map number (handle index)
+    md: MapDef
+    base: int                # address of slot 0 (cpu 0)
+    stride: int              # bytes per value slot
+    slots: int               # value slots per CPU
+    cpus: int                # 1, or the CPU count for per-CPU maps
+    key_base: int = 0
+    key_stride: int = 0
+
+    @property
+    def handle(self) -> int:
+        return memmap.map_handle(self.n)
+
+    @property
+    def size(self) -> int:
+        return self.stride * self.slots * self.cpus + self.key_stride * self.slots
+
+    def value_addr(self, slot: int, cpu: int = 0) -> int:
+        return self.base + (cpu * self.slots + slot) * self.stride
+
+
+@dataclass
+class Image:
+    obj: BpfObject
+    regions: list[Region] = field(default_factory=list)   # index = map number
+    by_name: dict[str, Region] = field(default_factory=dict)
+    size: int = 0                                          # bytes of map memory used
+    ncpus: int = 1
+
+    def region(self, name: str) -> Region:
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise LoadError(f"no map named '{name}' in {self.obj.path}") from None
+
+
+def value_slots(md: MapDef) -> int:
+    """Value slots a map needs: map-in-map and PROG_ARRAY store handles, not values."""
+    return max(md.max_entries, 1)
+
+
+def layout(obj: BpfObject, ncpus: int = 1, map_size: int = memmap.MAP_SIZE,
+           extra_inner: int = 0) -> Image:
+    img = Image(obj, ncpus=ncpus)
+    addr = memmap.MAP_BASE
+
+    def add(md: MapDef, name: str) -> Region:
+        nonlocal addr
+        if md.type in MAP_IN_MAP_TYPES or md.type == 3:
+            stride = 8                      # a handle / program index / ifindex per slot
+        else:
+            stride = _round8(md.value_size)
+        cpus = ncpus if md.percpu else 1
+        slots = value_slots(md)
+        r = Region(len(img.regions), md, addr, stride, slots, cpus)
+        if md.type in HASH_LIKE:
+            r.key_stride = _round8(md.key_size)
+            r.key_base = addr + stride * slots * cpus
+        end = addr + r.size
+        if end - memmap.MAP_BASE > map_size:
+            raise LoadError(f"map '{name}' ({md.type_name}, {md.max_entries} entries of "
+                            f"{md.value_size} bytes) does not fit the map memory "
+                            f"({map_size} bytes; {end - memmap.MAP_BASE} needed): shrink it "
+                            f"with --map-size {name}=ENTRIES")
+        addr = (end + 63) & ~63
+        img.regions.append(r)
+        img.by_name[name] = r
+        return r
+
+    for md in obj.maps:
+        add(md, md.name)
+    # inner map instances named by map-in-map slots are ordinary maps of the object; a
+    # map-in-map whose slots the host fills later gets its inner maps from the host.
+    img.size = addr - memmap.MAP_BASE
+    return img
+
+
+def resolve_lddw(img: Image, ins: isa.Insn, pc: int) -> int:
+    """The 64-bit value of an lddw that references a map (src_reg 5 or 6)."""
+    idx = ins.imm & 0xFFFFFFFF
+    if ins.src == isa.BPF_PSEUDO_MAP_IDX:
+        if idx >= len(img.obj.maps):
+            raise LoadError(f"instruction {pc}: map index {idx} out of range")
+        return img.regions[idx].handle
+    if ins.src == isa.BPF_PSEUDO_MAP_IDX_VALUE:
+        lo = idx
+        off = ins.imm >> 32
+        if lo >= len(img.obj.maps):
+            raise LoadError(f"instruction {pc}: map index {lo} out of range")
+        r = img.regions[lo]
+        if r.md.type not in (BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY) or \
+                off >= r.md.value_size:
+            raise LoadError(f"instruction {pc}: direct value access into map '{r.md.name}' "
+                            f"at offset {off} is not allowed")
+        return r.value_addr(0) + off
+    raise LoadError(f"instruction {pc}: lddw with src_reg {ins.src} is not supported "
+                    f"(only maps and map values)")

@@ -1,0 +1,52 @@
+"""Open a target by name on an object, and load maps.json into it."""
+from __future__ import annotations
+
+from bpfpga.errors import BpfpgaError, TargetError
+from bpfpga.obj import (BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_HASH_OF_MAPS,
+                        BPF_MAP_TYPE_PROG_ARRAY, BpfObject)
+from bpfpga.target import Target
+
+TARGETS = ("ref", "rtl", "kernel")
+
+
+def open_target(name: str, obj: BpfObject, prog: str | None = None, **kw) -> Target:
+    if name == "ref":
+        from bpfpga.sim.xdp import XdpRef
+        return XdpRef(obj, prog, **kw)
+    if name == "kernel":
+        from bpfpga.host.kernel import KernelTarget
+        return KernelTarget(obj, prog)
+    if name == "rtl":
+        try:
+            from bpfpga.sim.rtl_xdp import XdpRtl
+        except ImportError as e:
+            raise TargetError(f"the rtl XDP target is not available yet ({e})") from None
+        return XdpRtl(obj, prog, **kw)
+    raise BpfpgaError(f"unknown target '{name}' (choose from {', '.join(TARGETS)})")
+
+
+def apply_maps(target: Target, obj: BpfObject, entries: dict) -> int:
+    """Load maps.json entries (bpfpga.compiler.mapsjson.load) into a target; returns the
+    number of entries written."""
+    n = 0
+    names = {m.name: m for m in obj.maps}
+    for name, lst in entries.items():
+        md = names.get(name)
+        if md is None:
+            raise BpfpgaError(f"maps.json names map '{name}', which the object does not have "
+                              f"(maps: {', '.join(names)})")
+        for key, val in lst:
+            if isinstance(val, tuple):
+                kind, what = val
+                if md.type == BPF_MAP_TYPE_PROG_ARRAY and kind == "prog" and \
+                        hasattr(target, "set_prog_slot"):
+                    target.set_prog_slot(name, int.from_bytes(key[:4], "little"), what)
+                elif md.type in (BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_HASH_OF_MAPS) and \
+                        kind == "map" and hasattr(target, "set_inner_map"):
+                    target.set_inner_map(name, key, what)
+                else:
+                    target.map_update(name, key, val)
+            else:
+                target.map_update(name, key, val)
+            n += 1
+    return n
