@@ -147,13 +147,14 @@ class ArrayMap(BaseMap):
         return None if i is None else self._get(i)
 
     def update(self, key, value, flags=BPF_ANY, prog_cpu=None, prog_value=None):
-        if flags & 3 == BPF_NOEXIST:
-            raise MapError(EEXIST, f"map '{self.md.name}': array entries always exist")
-        if flags > BPF_F_LOCK or (flags & 3) == 3:
+        # the kernel's order of checks (arraymap.c): flags, index, NOEXIST
+        if (flags & ~BPF_F_LOCK) > BPF_EXIST:
             raise MapError(EINVAL, f"map '{self.md.name}': bad flags {flags}")
         i = self._index(key)
         if i is None:
             raise MapError(E2BIG, f"map '{self.md.name}': index out of range")
+        if flags & BPF_NOEXIST:
+            raise MapError(EEXIST, f"map '{self.md.name}': array entries always exist")
         self._put(i, value, prog_cpu, prog_value)
 
     def keys(self):
@@ -230,11 +231,13 @@ class HashMap(BaseMap):
 
 
 class LpmTrieMap(BaseMap):
-    """LPM_TRIE: key = u32 prefixlen + data bytes; lookup finds the longest matching prefix."""
+    """LPM_TRIE: key = u32 prefixlen + data bytes; lookup finds the longest matching prefix.
+    Entries are identified by (prefixlen, data masked to prefixlen); the stored key keeps the
+    data as last given, as the kernel's trie node does."""
 
     def __init__(self, region, mem, ncpus):
         super().__init__(region, mem, ncpus)
-        self.entries: dict[tuple[int, bytes], int] = {}
+        self.entries: dict[tuple[int, bytes], tuple[int, bytes]] = {}
         self.free = list(range(self.max_entries - 1, -1, -1))
         self.data_bits = (self.key_size - 4) * 8
 
@@ -258,7 +261,7 @@ class LpmTrieMap(BaseMap):
         plen = min(int.from_bytes(key[:4], "little"), self.data_bits)
         data = key[4:]
         best = None
-        for (p, d), s in self.entries.items():
+        for (p, d), (s, _) in self.entries.items():
             if p <= plen and (best is None or p > best[0]) and self._mask(data, p) == d:
                 best = (p, s)
         return None if best is None else best[1]
@@ -279,32 +282,33 @@ class LpmTrieMap(BaseMap):
         k = self._split(key)
         if flags & ~3 or (flags & 3) == 3:
             raise MapError(EINVAL, f"map '{self.md.name}': bad flags {flags}")
-        s = self.entries.get(k)
-        if s is not None:
+        cur = self.entries.get(k)
+        if cur is not None:
             if flags == BPF_NOEXIST:
                 raise MapError(EEXIST, f"map '{self.md.name}': key exists")
+            s = cur[0]
         else:
             if flags == BPF_EXIST:
                 raise MapError(ENOENT, f"map '{self.md.name}': no such key")
             if not self.free:
                 raise MapError(ENOSPC, f"map '{self.md.name}' is full ({self.max_entries})")
             s = self.free.pop()
-            self.entries[k] = s
+        self.entries[k] = (s, bytes(key[4:]))
         self._write(s, bytes(prog_value) if prog_value is not None else self._check_val(value))
 
     def delete(self, key):
         k = self._split(key)
-        s = self.entries.pop(k, None)
-        if s is None:
+        cur = self.entries.pop(k, None)
+        if cur is None:
             raise MapError(ENOENT, f"map '{self.md.name}': no such key")
-        self.free.append(s)
+        self.free.append(cur[0])
 
     def keys(self):
-        return [p.to_bytes(4, "little") + d for (p, d) in self.entries]
+        return [p.to_bytes(4, "little") + d for (p, _), (s, d) in self.entries.items()]
 
     def dump(self):
         return [(p.to_bytes(4, "little") + d, self._read(s))
-                for (p, d), s in self.entries.items()]
+                for (p, _), (s, d) in self.entries.items()]
 
 
 class SlotMap(BaseMap):
