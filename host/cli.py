@@ -12,6 +12,7 @@ from bpfpga.errors import BpfpgaError
 # modules that define click commands; each has `register(group)`
 COMMAND_MODULES = [
     "bpfpga.host.cmd_tools",      # asm, conformance, demo
+    "bpfpga.host.cmd_disasm",
     "bpfpga.host.cmd_xdp",        # run, diff
     "bpfpga.host.cmd_prog",       # prog show
 ]

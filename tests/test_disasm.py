@@ -262,3 +262,35 @@ def test_pc_annotation():
     (line,) = disassemble(bytes.fromhex("0500020000000000"))
     assert line.strip() == "0:  goto +2 <3>"
     assert format_insn(isa.decode(bytes.fromhex("8510000003000000"))[0], 4) == "call 3 <8>"
+
+
+def test_cli_disasm(tmp_path):
+    from click.testing import CliRunner
+
+    from bpfpga.host.cli import main
+
+    prog = bytes.fromhex("b701000001000000" "3f10010000000000" "9500000000000000")
+    run = CliRunner().invoke
+    (tmp_path / "p.bin").write_bytes(prog)
+    (tmp_path / "p.hex").write_text(prog.hex() + "\n")
+    (tmp_path / "p.words").write_text("0x00000001000001b7\n0x0000000000000095\n")
+    (tmp_path / "p.o").write_bytes(make_elf([("xdp", prog)]))
+    (tmp_path / "t.data").write_text("-- asm\nmov %r0, 1\nexit\n-- result\n0x1\n")
+    (tmp_path / "r.data").write_text("-- raw\n0x00000002000000b7\n0x0000000000000095\n"
+                                     "-- result\n0x2\n")
+    (tmp_path / "junk.txt").write_text("hello\n")
+    for name, want in (("p.bin", ["r1 = 1", "r0 s/= r1", "exit"]),
+                       ("p.hex", ["r1 = 1", "r0 s/= r1", "exit"]),
+                       ("p.words", ["r1 = 1", "exit"]),
+                       ("t.data", ["r0 = 1", "exit"]),
+                       ("r.data", ["r0 = 2", "exit"])):
+        res = run(main, ["disasm", str(tmp_path / name)])
+        assert res.exit_code == 0, res.output
+        assert [l.split(":", 1)[1].strip() for l in res.output.splitlines()] == want, name
+    res = run(main, ["disasm", str(tmp_path / "p.o")])
+    assert res.exit_code == 0 and "Disassembly of section xdp:" in res.output
+    assert "0000000000000000 <xdp>:" in res.output and "r0 s/= r1" in res.output
+    res = run(main, ["disasm", "-b", str(tmp_path / "p.bin")])
+    assert "3f 10 01 00 00 00 00 00" in res.output
+    res = run(main, ["disasm", str(tmp_path / "junk.txt")])
+    assert res.exit_code == 1 and "junk.txt: not an ELF object" in res.output
