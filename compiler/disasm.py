@@ -45,10 +45,6 @@ def _rel(v: int) -> str:
     return f"+{v}" if v >= 0 else str(v)
 
 
-def raw_slot(insn: Insn) -> str:
-    return " ".join(f"{b:02x}" for b in insn.encode()[:8])
-
-
 def unknown_text(raw: bytes) -> str:
     """An instruction the table does not know: its bytes, assembler-style, and a note."""
     note = f"unknown opcode 0x{raw[0]:02x}" if raw[0] not in isa.BY_OPCODE else \

@@ -21,7 +21,6 @@ from bpfpga import isa
 from bpfpga.errors import AsmError
 from bpfpga.isa import Insn
 
-_NUM = r"[+-]?\s*(?:0[xX][0-9a-fA-F]+|\d+)"
 _IDENT_RE = re.compile(r"^[A-Za-z_.$][\w.$]*$")
 _NUM_RE = re.compile(r"^[+-]?\s*(?:0[xX][0-9a-fA-F]+|\d+)$")
 _REG_RE = re.compile(r"^([rw])(\d+)$")
