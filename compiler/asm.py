@@ -249,7 +249,7 @@ def _is_conformance(mnem: str, rest: str) -> bool:
     if mnem == "lock":
         return not r.startswith("*")
     if mnem == "call":
-        return r.startswith(("local ", "%")) or bool(re.fullmatch(r"[+-]?(0x)?[0-9a-fA-F]+", r))
+        return r.startswith(("local ", "%")) or bool(re.fullmatch(r"[+-]?(0[xX][0-9a-fA-F]+|\d+)", r))
     if mnem in ("exit", "ja", "ja32"):
         return True
     return mnem in isa.BY_NAME and mnem != "callx"
