@@ -203,16 +203,18 @@ class _Loader:
         try:
             from elftools.elf.elffile import ELFFile
             elf = ELFFile(io.BytesIO(d))
-            raw = []
-            for i in range(e_shnum):
+        except Exception as e:  # noqa: BLE001 - pyelftools raises many kinds on bad input
+            raise self.err(f"malformed ELF: {type(e).__name__}: {e}") from None
+        raw = []
+        for i in range(e_shnum):
+            try:
                 s = elf.get_section(i)
                 h = s.header
                 raw.append((i, s.name, h["sh_type"], h["sh_flags"], h["sh_size"],
                             h["sh_offset"], h["sh_link"], h["sh_info"], h["sh_entsize"]))
-        except LoadError:
-            raise
-        except Exception as e:  # noqa: BLE001 - pyelftools raises many kinds on bad input
-            raise self.err(f"malformed ELF: {type(e).__name__}: {e}") from None
+            except Exception as e:  # noqa: BLE001
+                raise self.err(f"section #{i}: malformed section header: "
+                               f"{type(e).__name__}: {e}") from None
         # pyelftools names the standard section types; the loader works with numbers
         from elftools.elf.enums import ENUM_SH_TYPE_BASE
         self.secs: list[_Sec] = []
@@ -220,7 +222,7 @@ class _Loader:
             stype = stype if isinstance(stype, int) else ENUM_SH_TYPE_BASE.get(stype, -1)
             if not isinstance(name, str):
                 name = str(name)
-            sec = _Sec(i, name, stype, int(flags), int(size), int(off), int(link),
+            sec = _Sec(i, name or f"#{i}", stype, int(flags), int(size), int(off), int(link),
                        int(info), int(entsize))
             if stype not in (SHT_NOBITS, 0):
                 if off + size > len(d):
@@ -400,25 +402,34 @@ class _Loader:
                    and s.type in (STT_OBJECT, STT_NOTYPE)}
         self.btf_map_vars: list[tuple[O.MapDef, int, int, int | None]] = []
         for vi in ds.secinfo:
-            var = self.btf.type(vi.type)
-            if var.kind != B.BTF_KIND_VAR:
-                raise self.err(f"section {MAPS_SEC}: DATASEC entry type {vi.type} is "
-                               f"{var.kind_name}, not VAR")
-            name = var.name
-            sym = by_name.get(name)
-            if sym is None:
-                raise self.err(f"map '{name}': no symbol in section {MAPS_SEC}")
-            st = self.btf.skip_mods(var.type)
-            if st.kind != B.BTF_KIND_STRUCT:
-                raise self.err(f"map '{name}': definition is {st.kind_name}, not a struct")
-            m, values_off = self._btf_map_def(name, st, inner=False)
-            m.section = MAPS_SEC
-            self._check_type(m)
-            size = sym.size or st.size
-            if sym.value + size > sec.size:
-                raise self.err(f"map '{name}': definition beyond the end of {MAPS_SEC}")
-            self._add_map(m, sec.idx, sym.value)
-            self.btf_map_vars.append((m, sym.value, size, values_off))
+            try:
+                self._btf_map(sec, vi, by_name)
+            except LoadError as e:
+                if str(e).startswith(f"{self.path}: "):
+                    raise
+                name = self.btf.types[vi.type].name if 0 < vi.type < len(self.btf) else "?"
+                raise self.err(f"map '{name}': {e}") from None
+
+    def _btf_map(self, sec: _Sec, vi: B.VarSecinfo, by_name: dict[str, _Sym]) -> None:
+        var = self.btf.type(vi.type)
+        if var.kind != B.BTF_KIND_VAR:
+            raise self.err(f"section {MAPS_SEC}: DATASEC entry type {vi.type} is "
+                           f"{var.kind_name}, not VAR")
+        name = var.name
+        sym = by_name.get(name)
+        if sym is None:
+            raise self.err(f"map '{name}': no symbol in section {MAPS_SEC}")
+        st = self.btf.skip_mods(var.type)
+        if st.kind != B.BTF_KIND_STRUCT:
+            raise self.err(f"map '{name}': definition is {st.kind_name}, not a struct")
+        m, values_off = self._btf_map_def(name, st, inner=False)
+        m.section = MAPS_SEC
+        self._check_type(m)
+        size = sym.size or st.size
+        if sym.value + size > sec.size:
+            raise self.err(f"map '{name}': definition beyond the end of {MAPS_SEC}")
+        self._add_map(m, sec.idx, sym.value)
+        self.btf_map_vars.append((m, sym.value, size, values_off))
 
     def _btf_map_def(self, name: str, st: B.BtfType, inner: bool) -> tuple[O.MapDef, int | None]:
         """A map from its BTF struct; also the byte offset of its `values` member, if any."""
