@@ -2,7 +2,7 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBS   := clang llvm libbpf-dev perl g++ make iproute2
+DEBS   := clang llvm libbpf-dev perl g++ make iproute2 libusb-1.0-0 libftdi1-2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CONFORMANCE ?= $(abspath ../shared/conformance/bpf_conformance)
 export BPFPGA_CONFORMANCE := $(CONFORMANCE)
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory debs
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[hdl,synth,test]'
+	$(PY) -m pip install -q -e '.[hdl,synth,boards,test]'
 	@touch $@
 
 setup: $(STAMP)
