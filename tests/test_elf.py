@@ -517,3 +517,70 @@ def test_fuzz_mutated_objects(objs, monkeypatch):
     assert total >= 1000
     # most mutations land in debug info the loader ignores; both outcomes must occur
     assert 0 < loaded < total
+
+
+# --- against libbpf's own reading of the same objects ------------------------------------------
+def _libbpf():
+    import ctypes
+    import ctypes.util
+
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("bpf") or "libbpf.so.1")
+    except OSError:
+        pytest.skip("libbpf.so is not installed (libbpf-dev)")
+    vp = ctypes.c_void_p
+    lib.bpf_object__open.restype = vp
+    lib.bpf_object__open.argtypes = [ctypes.c_char_p]
+    lib.bpf_object__close.argtypes = [vp]
+    lib.libbpf_get_error.restype = ctypes.c_long
+    lib.libbpf_get_error.argtypes = [vp]
+    for f in ("bpf_object__next_map", "bpf_object__next_program"):
+        getattr(lib, f).restype = vp
+        getattr(lib, f).argtypes = [vp, vp]
+    for f in ("bpf_map__name", "bpf_program__name", "bpf_program__section_name"):
+        getattr(lib, f).restype = ctypes.c_char_p
+        getattr(lib, f).argtypes = [vp]
+    for f in ("bpf_map__type", "bpf_map__key_size", "bpf_map__value_size",
+              "bpf_map__max_entries", "bpf_map__map_flags"):
+        getattr(lib, f).restype = ctypes.c_uint
+        getattr(lib, f).argtypes = [vp]
+    return lib
+
+
+def _libbpf_view(lib, path):
+    """(programs, maps) as libbpf's bpf_object__open sees them, or None if it refuses."""
+    o = lib.bpf_object__open(str(path).encode())
+    if not o or lib.libbpf_get_error(o):
+        return None
+    progs, maps = [], []
+    p = m = None
+    while (p := lib.bpf_object__next_program(o, p)):
+        progs.append((lib.bpf_program__name(p).decode(),
+                      lib.bpf_program__section_name(p).decode()))
+    while (m := lib.bpf_object__next_map(o, m)):
+        maps.append((lib.bpf_map__name(m).decode(), lib.bpf_map__type(m),
+                     lib.bpf_map__key_size(m), lib.bpf_map__value_size(m),
+                     lib.bpf_map__max_entries(m), lib.bpf_map__map_flags(m)))
+    lib.bpf_object__close(o)
+    return progs, maps
+
+
+def test_same_programs_and_maps_as_libbpf(objs):
+    lib = _libbpf()
+    compared = 0
+    for path in [objs[n] for n in ("maps", "data", "tags")] + [
+            Path(p) for p in EXAMPLES]:
+        view = _libbpf_view(lib, path)
+        if view is None:
+            continue
+        progs, maps = view
+        o = load_object(str(path))
+        assert [(p.name, p.section) for p in o.programs] == progs, path
+        mine = [(m.name, m.type, m.key_size, m.value_size, m.max_entries, m.map_flags)
+                for m in o.maps]
+        # libbpf names global data "<object prefix>.<section>"; bpfpga by the section
+        assert [m[1:] for m in mine] == [m[1:] for m in maps], path
+        for (a, *_), (b, *_) in zip(mine, maps):
+            assert a == b or (a.startswith(".") and b.endswith(a.split(".", 2)[-1])), (a, b)
+        compared += 1
+    assert compared >= 3
