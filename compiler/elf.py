@@ -527,15 +527,19 @@ class _Loader:
                 raise self.err(f"section {s.name}: {s.size} bytes of global data is more "
                                f"than the {MAX_DATA_SECTION >> 20} MiB supported")
             init = bytes(s.size) if s.type == SHT_NOBITS else s.data
-            flags = O.BPF_F_MMAPABLE
-            if s.name.startswith(".rodata"):
-                flags |= O.BPF_F_RDONLY_PROG
+            flags = O.BPF_F_RDONLY_PROG if s.name.startswith(".rodata") else 0
             m = O.MapDef(s.name, O.BPF_MAP_TYPE_ARRAY, 4, s.size, 1, flags, data=init,
                          section=s.name)
-            if self.btf is not None:
-                ds = self.btf.datasec(s.name)
-                if ds is not None:
-                    m.btf_value_type_id = ds.id
+            ds = self.btf.datasec(s.name) if self.btf is not None else None
+            if ds is not None:
+                m.btf_value_type_id = ds.id
+                # as libbpf: mmapable when a global (non-static) variable lives there
+                for vi in ds.secinfo:
+                    if 0 < vi.type < len(self.btf):
+                        v = self.btf.types[vi.type]
+                        if v.kind == B.BTF_KIND_VAR and v.linkage != B.BTF_VAR_STATIC:
+                            m.map_flags |= O.BPF_F_MMAPABLE
+                            break
             self.data_map[s.idx] = len(self.maps)
             self._add_map(m, s.idx, -1)
 

@@ -221,7 +221,8 @@ def test_global_data_maps(objs):
         assert (x.type, x.key_size, x.max_entries) == (O.BPF_MAP_TYPE_ARRAY, 4, 1)
         assert x.value_size == len(x.data)
     ro = m[".rodata"]
-    assert ro.map_flags & O.BPF_F_RDONLY_PROG and not m[".data"].map_flags & O.BPF_F_RDONLY_PROG
+    assert ro.map_flags == O.BPF_F_RDONLY_PROG | O.BPF_F_MMAPABLE
+    assert m[".data"].map_flags == O.BPF_F_MMAPABLE
     assert struct.unpack_from("<I", ro.data, sym_value(path, "drop_port"))[0] == 53
     assert struct.unpack_from("<Q", ro.data, sym_value(path, "magic"))[0] == 0x1122334455667788
     assert m[".rodata.config"].data == b"\x02"
@@ -303,6 +304,23 @@ def test_unknown_legacy_map_type(objs, tmp_path):
     struct.pack_into("<I", data, off, 4242)
     with pytest.raises(LoadError, match="map 'legacy_arr': unknown map type 4242"):
         load_bytes(bytes(data), "legacy")
+
+
+def test_strings_and_static_only_data(objs):
+    o = load_object(str(objs["strings"]))
+    m = {x.name: x for x in o.maps}
+    assert m[".rodata.str1.1"].data.startswith(b"abcdefgh\0")
+    assert b"queue %d" in m[".rodata"].data
+    # only static variables there: not mmapable (as libbpf), still read-only
+    assert m[".rodata"].map_flags == O.BPF_F_RDONLY_PROG
+    assert o.programs[0].helpers == [HELPER_IDS["trace_printk"]]
+
+
+def test_extern_is_an_error(objs):
+    with pytest.raises(LoadError, match=r"section xdp: instruction \d+: reference to unresolved "
+                       r"symbol 'LINUX_KERNEL_VERSION'") as e:
+        load_object(str(objs["extern"]))
+    one_line_error(e, objs["extern"])
 
 
 def test_no_programs(objs):
@@ -568,7 +586,7 @@ def _libbpf_view(lib, path):
 def test_same_programs_and_maps_as_libbpf(objs):
     lib = _libbpf()
     compared = 0
-    for path in [objs[n] for n in ("maps", "data", "tags")] + [
+    for path in [objs[n] for n in ("maps", "data", "tags", "strings")] + [
             Path(p) for p in EXAMPLES]:
         view = _libbpf_view(lib, path)
         if view is None:
