@@ -1,0 +1,205 @@
+"""Ports between the eBPF CPU and what sits around it: data bus, helper port, memories.
+
+Data bus (the CPU is the initiator), Wishbone-classic in spirit:
+
+* the CPU raises ``valid`` with ``addr`` (byte address, 32 bits), ``size`` (log2 of the byte
+  count: 0 = 1 byte .. 3 = 8 bytes), ``we`` and ``wdata`` (right-justified), and holds them
+  until the target raises ``ready`` for one cycle. A read's ``rdata`` (right-justified, upper
+  bytes zero) is valid in that cycle. ``err`` together with ``ready`` ends the access with a
+  memory trap (a map engine that finds the address unmapped, say).
+* any alignment is allowed: eBPF packet code loads 4 bytes at offset 30 all the time. The
+  target handles the crossing of its own word boundary (:class:`DualBankRAM` does).
+* ``lock`` stays high over the read and the write of an atomic read-modify-write, so an arbiter
+  in front of memory shared by several cores keeps the bus for this core.
+* the CPU only starts an access that lies wholly inside a window (it checks the bounds itself),
+  so a target never sees an out-of-window address.
+
+Helper port: ``req`` with ``id`` and ``arg1..arg5`` (r1..r5), held until ``ack``; in that
+cycle ``r0`` is the helper's return value, ``exit`` ends the program with that r0 (the
+conformance suite's helper 5 with r1 == 0), and a non-zero ``trap`` ends it with that reason
+code (bpfpga/traps.py; TRAP_HELPER for an id no unit implements).
+"""
+from __future__ import annotations
+
+from amaranth import *
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+DataBusSignature = wiring.Signature({
+    "valid": Out(1),
+    "addr": Out(32),
+    "size": Out(2),
+    "we": Out(1),
+    "wdata": Out(64),
+    "lock": Out(1),
+    "ready": In(1),
+    "rdata": In(64),
+    "err": In(1),
+})
+
+HelperSignature = wiring.Signature({
+    "req": Out(1),
+    "id": Out(32),
+    "arg1": Out(64),
+    "arg2": Out(64),
+    "arg3": Out(64),
+    "arg4": Out(64),
+    "arg5": Out(64),
+    "ack": In(1),
+    "r0": In(64),
+    "exit": In(1),
+    "trap": In(4),
+})
+
+# the host side of a memory, for loading packets and reading results (whole 64-bit words)
+HostMemSignature = wiring.Signature({
+    "addr": Out(16),        # word index
+    "we": Out(8),           # byte enables
+    "wdata": Out(64),
+    "rdata": In(64),        # one cycle after addr (synchronous read)
+})
+
+
+class DualBankRAM(wiring.Component):
+    """Byte-addressed RAM behind a data-bus target port, any alignment, two cycles per access.
+
+    Words of 64 bits alternate between two banks (even words in bank 0, odd in bank 1), so the
+    two words an unaligned access touches are read (or written) in the same cycle. Both banks
+    are block RAM with synchronous reads: cycle 1 presents the address, cycle 2 returns the
+    data and ``ready``; a write is performed from registered address and data in cycle 2, so
+    the CPU's bounds check never sits in front of a block RAM write enable.
+
+    ``clear`` zeroes the whole RAM (``depth // 2`` cycles, ``clearing`` high meanwhile): the
+    stack of one run must not leak into the next. The host port has priority only when the
+    bus is idle; use it while the CPU is stopped.
+    """
+
+    def __init__(self, size_bytes: int):
+        assert size_bytes % 16 == 0
+        self.words = size_bytes // 8
+        self.abits = max(1, (self.words - 1).bit_length())
+        super().__init__({
+            "bus": In(DataBusSignature),
+            "host": In(HostMemSignature),
+            "clear": In(1),
+            "clearing": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        half = self.words // 2
+        banks = []
+        for i in range(2):
+            mem = Memory(shape=unsigned(64), depth=half, init=[])
+            m.submodules[f"bank{i}"] = mem
+            banks.append((mem.read_port(domain="sync"), mem.write_port(granularity=8)))
+
+        bus = self.bus
+        busy = Signal()
+        r_addr = Signal(32)
+        r_size = Signal(2)
+        r_we = Signal()
+        r_wdata = Signal(64)
+        r_host = Signal()
+        clr = Signal(range(half + 1))
+
+        # --- cycle 1: latch the request, present read addresses -----------------------
+        w = Signal(self.abits + 1)
+        m.d.comb += w.eq(Mux(busy, r_addr, bus.addr)[3:3 + self.abits + 1])
+        (rp0, wp0), (rp1, wp1) = banks
+        m.d.comb += [
+            rp0.addr.eq((w + 1) >> 1),
+            rp1.addr.eq(w >> 1),
+        ]
+        with m.If(~busy & bus.valid):
+            m.d.sync += [busy.eq(1), r_addr.eq(bus.addr), r_size.eq(bus.size),
+                         r_we.eq(bus.we), r_wdata.eq(bus.wdata)]
+        with m.Elif(busy):
+            m.d.sync += busy.eq(0)
+
+        # --- cycle 2: data back, write performed --------------------------------------------
+        rw = r_addr[3:3 + self.abits + 1]
+        sh = r_addr[0:3]
+        odd = rw[0]
+        lo = Mux(odd, rp1.data, rp0.data)
+        hi = Mux(odd, rp0.data, rp1.data)
+        both = Cat(lo, hi)
+        nbytes_mask = Signal(8)
+        with m.Switch(r_size):
+            for s in range(4):
+                with m.Case(s):
+                    m.d.comb += nbytes_mask.eq((1 << (1 << s)) - 1)
+        rmask = Cat(*[nbytes_mask[i].replicate(8) for i in range(8)])
+        m.d.comb += [
+            bus.ready.eq(busy),
+            bus.rdata.eq((both >> (sh * 8))[:64] & rmask),
+        ]
+        wide = Signal(128)
+        ben = Signal(16)
+        m.d.comb += [wide.eq(r_wdata << (sh * 8)), ben.eq(nbytes_mask << sh)]
+        # the word holding the first byte is rw; it is in bank odd, the next one in bank ~odd
+        wen = Signal()
+        m.d.comb += wen.eq(busy & r_we)
+        host = self.host
+        with m.If(self.clear | (clr != 0)):
+            # zero both banks, one index per cycle
+            m.d.comb += [self.clearing.eq(1),
+                         wp0.addr.eq(clr), wp1.addr.eq(clr), wp0.data.eq(0), wp1.data.eq(0),
+                         wp0.en.eq(0xFF), wp1.en.eq(0xFF)]
+            m.d.sync += clr.eq(Mux(clr == half - 1, 0, clr + 1))
+        with m.Elif(wen):
+            m.d.comb += [
+                wp0.addr.eq(Mux(odd, (rw >> 1) + 1, rw >> 1)),
+                wp1.addr.eq(rw >> 1),
+                wp0.data.eq(Mux(odd, wide[64:], wide[:64])),
+                wp1.data.eq(Mux(odd, wide[:64], wide[64:])),
+                wp0.en.eq(Mux(odd, ben[8:], ben[:8])),
+                wp1.en.eq(Mux(odd, ben[:8], ben[8:])),
+            ]
+        with m.Elif(~busy & ~bus.valid):
+            hodd = host.addr[0]
+            m.d.comb += [
+                wp0.addr.eq(host.addr >> 1), wp1.addr.eq(host.addr >> 1),
+                wp0.data.eq(host.wdata), wp1.data.eq(host.wdata),
+                wp0.en.eq(Mux(hodd, 0, host.we)), wp1.en.eq(Mux(hodd, host.we, 0)),
+            ]
+        # host reads: when the bus is idle, steer the read addresses to the host's word
+        with m.If(~busy & ~bus.valid):
+            m.d.comb += [rp0.addr.eq(host.addr >> 1), rp1.addr.eq(host.addr >> 1)]
+        m.d.sync += r_host.eq(host.addr[0])
+        m.d.comb += host.rdata.eq(Mux(r_host, rp1.data, rp0.data))
+        return m
+
+
+class WindowRouter(wiring.Component):
+    """Routes one data bus to per-window targets by the top four address bits.
+
+    ``targets`` maps the nibble (addr >> 28) to a name; each name becomes an initiator port.
+    An access to a nibble without a target ends with ``err`` (the CPU's bounds check normally
+    stops it before).
+    """
+
+    def __init__(self, targets: dict[int, str]):
+        self.targets = dict(targets)
+        sig = {"bus": In(DataBusSignature)}
+        for name in self.targets.values():
+            sig[name] = Out(DataBusSignature)
+        super().__init__(sig)
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+        nib = bus.addr[28:32]
+        hit = Signal()
+        for n, name in self.targets.items():
+            t = getattr(self, name)
+            m.d.comb += [t.addr.eq(bus.addr), t.size.eq(bus.size), t.we.eq(bus.we),
+                         t.wdata.eq(bus.wdata), t.lock.eq(bus.lock),
+                         t.valid.eq(bus.valid & (nib == n))]
+            with m.If(nib == n):
+                m.d.comb += [bus.ready.eq(t.ready), bus.rdata.eq(t.rdata), bus.err.eq(t.err),
+                             hit.eq(1)]
+        with m.If(~hit):
+            m.d.comb += [bus.ready.eq(bus.valid), bus.err.eq(1)]
+        return m

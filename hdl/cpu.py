@@ -1,0 +1,539 @@
+"""The eBPF CPU: a three-stage pipeline (fetch, decode/read, execute/write back).
+
+* F: the program memory is block RAM with a synchronous read port. Its address input is the
+  next pc, chosen in the same cycle from pc+1 or the target of a branch resolved in X, so a
+  taken branch costs one bubble and a not-taken one none.
+* D: the block RAM output is decoded (hdl/decode.py, generated from bpfpga/isa.py) and both
+  operands are read from the register file, bypassing the value X writes back in the same
+  cycle; everything is registered into X, so X starts from flip-flops.
+* X: executes and writes back at the end of the cycle. ALU ops, jumps, lddw, calls and exits
+  finish in one cycle; loads and stores hold X until the data bus says ready (two cycles on
+  block RAM); mul takes four (a pipelined 16x16 partial-product multiplier), div/mod 34 or
+  66 (a radix-2 divider), atomics two bus accesses, helper calls until the helper acks.
+  While X is held, D and F hold too (the program memory read port's enable).
+
+The register file is flip-flops: X reads r0 (cmpxchg), r1..r5 (helper arguments) and r6..r9
+(call frames) directly, which is why it is not LUT RAM. Call frames (return pc, r6..r9) live
+in a small LUT RAM; r10 is recomputed as frame_top(depth) moves. Traps (bpfpga/traps.py) are
+precise: the trapping instruction is not counted, nothing after it runs, pc is its own.
+"""
+from __future__ import annotations
+
+from amaranth import *
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from bpfpga import isa, memmap, traps
+from bpfpga.hdl.bus import DataBusSignature, HelperSignature
+from bpfpga.hdl.decode import K, KIND_BITS, decoder
+
+M32 = 0xFFFF_FFFF
+
+
+class CPU(wiring.Component):
+    """One eBPF core.
+
+    Control: ``start`` (a pulse while ``busy`` is low) runs the program from pc 0 with
+    r1 = ``r1_init``, r2 = ``r2_init``, r10 = frame_top(0), the others 0. ``done`` pulses when
+    it ends; ``r0``, ``trap`` (0 = exit), ``trap_pc``, ``insns`` (executed, the trapping one not
+    counted) and ``cycles`` (start to done) then hold until the next start.
+    Program memory: ``pm_we``/``pm_addr``/``pm_data`` write one 64-bit slot; ``prog_len`` is
+    the number of valid slots (fetching beyond it traps).
+    Windows: the packet window is [``pkt_lo``, ``pkt_hi``); ctx is [CTX_BASE, +``ctx_len``)
+    read-only; map memory is [MAP_BASE, +``map_len``); the stack window is fixed.
+    """
+
+    def __init__(self, pm_depth: int = 4096):
+        self.pm_depth = pm_depth
+        self.pw = (pm_depth - 1).bit_length()
+        super().__init__({
+            "start": In(1),
+            "r1_init": In(64),
+            "r2_init": In(64),
+            "budget": In(32),
+            "busy": Out(1),
+            "done": Out(1),
+            "r0": Out(64),
+            "trap": Out(4),
+            "trap_pc": Out(32),
+            "insns": Out(32),
+            "cycles": Out(32),
+            "pm_we": In(1),
+            "pm_addr": In(self.pw),
+            "pm_data": In(64),
+            "prog_len": In(self.pw + 1),
+            "pkt_lo": In(32),
+            "pkt_hi": In(32),
+            "ctx_len": In(16),
+            "map_len": In(29),
+            "dbus": Out(DataBusSignature),
+            "helper": Out(HelperSignature),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        pw = self.pw
+
+        # ------------------------------------------------------------------ state
+        running = Signal()
+        m.d.comb += self.busy.eq(running)
+        regs = [Signal(64, name=f"r{i}") for i in range(11)]
+        m.d.comb += self.r0.eq(regs[0])
+        count = Signal(32)
+        cycles = Signal(32)
+        m.d.comb += [self.insns.eq(count), self.cycles.eq(cycles)]
+        trap_r = Signal(4)
+        trap_pc_r = Signal(32)
+        m.d.comb += [self.trap.eq(trap_r), self.trap_pc.eq(trap_pc_r)]
+        depth = Signal(range(memmap.MAX_CALL_FRAMES))
+        with m.If(running):
+            m.d.sync += cycles.eq(cycles + 1)
+
+        # ------------------------------------------------------------------ program memory
+        pm = Memory(shape=unsigned(64), depth=self.pm_depth, init=[])
+        m.submodules.pm = pm
+        pm_rp = pm.read_port(domain="sync")
+        pm_wp = pm.write_port()
+        m.d.comb += [pm_wp.addr.eq(self.pm_addr), pm_wp.data.eq(self.pm_data),
+                     pm_wp.en.eq(self.pm_we & ~running)]
+
+        # call frames: return pc and r6..r9, in LUT RAM (asynchronous read)
+        fr = Memory(shape=unsigned(pw + 1 + 4 * 64), depth=memmap.MAX_CALL_FRAMES, init=[])
+        m.submodules.frames = fr
+        fr_rp = fr.read_port(domain="comb")
+        fr_wp = fr.write_port()
+
+        # ------------------------------------------------------------------ D stage
+        insn = pm_rp.data
+        pc_d = Signal(pw + 1)
+        dec = decoder(m, insn)
+        d_dst, d_src, d_off, d_imm = insn[8:12], insn[12:16], insn[16:32], insn[32:64]
+        d_trap = Signal(4)
+        m.d.comb += d_trap.eq(Mux(pc_d >= self.prog_len, traps.TRAP_PC, dec.trap))
+
+        # write-back port of X (declared here, driven below) and the bypass into D
+        wb_en = Signal()
+        wb_idx = Signal(4)
+        wb_data = Signal(64)
+
+        def read(idx):
+            v = Signal(64)
+            with m.Switch(idx):
+                for i in range(11):
+                    with m.Case(i):
+                        m.d.comb += v.eq(regs[i])
+            return Mux(wb_en & (wb_idx == idx), wb_data, v)
+
+        base_is_src = Cat(dec.kind == K[isa.LDX], dec.kind == K[isa.LDXSX],
+                          dec.kind == K[isa.LDIND]).any()
+        ia = Mux(base_is_src, d_src, d_dst)
+        a_val = read(ia)
+        b_reg = read(d_src)
+        use_imm = ((~dec.srcx & ((dec.kind == K[isa.ALU]) | (dec.kind == K[isa.JCOND])))
+                   | (dec.kind == K[isa.ST]))
+        b_val = Mux(use_imm, d_imm.as_signed(), b_reg)
+        # branch and call targets, 34-bit signed so that any imm fits; checked in X
+        jimm = Mux(((dec.kind == K[isa.JA]) & ~dec.is64) | (dec.kind == K[isa.CALL]),
+                   d_imm.as_signed(), d_off.as_signed())
+        d_target = Signal(signed(34))
+        m.d.comb += d_target.eq(pc_d + 1 + jimm)
+
+        # ------------------------------------------------------------------ X stage regs
+        x_valid = Signal()
+        x_pc = Signal(pw + 1)
+        x_kind = Signal(KIND_BITS)
+        x_op = Signal(4)
+        x_is64 = Signal()
+        x_srcx = Signal()
+        x_size = Signal(2)
+        x_signed = Signal()
+        x_swap = Signal()
+        x_trap = Signal(4)
+        x_dst = Signal(4)
+        x_src = Signal(4)
+        x_off = Signal(16)
+        x_imm = Signal(32)
+        x_a = Signal(64)
+        x_b = Signal(64)
+        x_target = Signal(signed(34))
+        xc = Signal(7)          # cycles spent in X by a multi-cycle instruction
+
+        def is_k(k):
+            return x_kind == K[k]
+
+        a, b = x_a, x_b
+        w64 = x_is64
+
+        # ------------------------------------------------------------------ ALU (1 cycle)
+        sh = Signal(6)
+        m.d.comb += sh.eq(Mux(w64, b[0:6], b[0:5]))
+        arsh = x_op == (isa.BPF_ARSH >> 4)
+        rin = Signal(signed(65))
+        m.d.comb += rin.eq(Mux(w64, Cat(a, arsh & a[63]),
+                               Cat(a[0:32], Mux(arsh & a[31], 0x1_FFFF_FFFF, 0))))
+        shr = Signal(64)
+        m.d.comb += shr.eq((rin >> sh)[0:64])
+        alu = Signal(64)
+        with m.Switch(x_op):
+            with m.Case(isa.BPF_ADD >> 4):
+                m.d.comb += alu.eq(a + b)
+            with m.Case(isa.BPF_SUB >> 4):
+                m.d.comb += alu.eq(a - b)
+            with m.Case(isa.BPF_OR >> 4):
+                m.d.comb += alu.eq(a | b)
+            with m.Case(isa.BPF_AND >> 4):
+                m.d.comb += alu.eq(a & b)
+            with m.Case(isa.BPF_XOR >> 4):
+                m.d.comb += alu.eq(a ^ b)
+            with m.Case(isa.BPF_LSH >> 4):
+                m.d.comb += alu.eq(a << sh)
+            with m.Case(isa.BPF_RSH >> 4, isa.BPF_ARSH >> 4):
+                m.d.comb += alu.eq(shr)
+            with m.Case(isa.BPF_NEG >> 4):
+                m.d.comb += alu.eq(-a)
+            with m.Case(isa.BPF_MOV >> 4):
+                m.d.comb += alu.eq(b)
+        movsx = Signal(64)
+        with m.Switch(x_size):
+            with m.Case(0):
+                m.d.comb += movsx.eq(b[0:8].as_signed())
+            with m.Case(1):
+                m.d.comb += movsx.eq(b[0:16].as_signed())
+            with m.Default():
+                m.d.comb += movsx.eq(b[0:32].as_signed())
+        endr = Signal(64)
+
+        def bswap(v, nbytes):
+            return Cat(*[v[8 * i:8 * i + 8] for i in reversed(range(nbytes))])
+        with m.Switch(Cat(x_size, x_swap)):
+            with m.Case(0b001):
+                m.d.comb += endr.eq(a[0:16])
+            with m.Case(0b010):
+                m.d.comb += endr.eq(a[0:32])
+            with m.Case(0b011):
+                m.d.comb += endr.eq(a)
+            with m.Case(0b101):
+                m.d.comb += endr.eq(bswap(a, 2))
+            with m.Case(0b110):
+                m.d.comb += endr.eq(bswap(a, 4))
+            with m.Case(0b111):
+                m.d.comb += endr.eq(bswap(a, 8))
+
+        # ------------------------------------------------------------------ compare (jumps)
+        ca = Signal(64)
+        cb = Signal(64)
+        m.d.comb += [ca.eq(Mux(w64, a, Cat(C(0, 32), a[0:32]))),
+                     cb.eq(Mux(w64, b, Cat(C(0, 32), b[0:32])))]
+        eq = ca == cb
+        ult = ca < cb
+        slt = ca.as_signed() < cb.as_signed()
+        taken = Signal()
+        with m.Switch(x_op):
+            for op, expr in ((isa.BPF_JEQ, eq), (isa.BPF_JNE, ~eq),
+                             (isa.BPF_JGT, ~ult & ~eq), (isa.BPF_JGE, ~ult),
+                             (isa.BPF_JLT, ult), (isa.BPF_JLE, ult | eq),
+                             (isa.BPF_JSGT, ~slt & ~eq), (isa.BPF_JSGE, ~slt),
+                             (isa.BPF_JSLT, slt), (isa.BPF_JSLE, slt | eq),
+                             (isa.BPF_JSET, (ca & cb).any())):
+                with m.Case(op >> 4):
+                    m.d.comb += taken.eq(expr)
+        target_bad = (x_target < 0) | (x_target >= self.prog_len)
+
+        # ------------------------------------------------------------------ multiplier
+        # 64x64 -> low 64 bits from ten 16x16 partial products (ten MULT18X18D); the products
+        # that only reach bits >= 64 are never formed. mul32 uses the same unit: products of
+        # the upper limbs land at bit 32 and above, which the 32-bit result drops.
+        la = [a[16 * i:16 * i + 16] for i in range(4)]
+        lb = [b[16 * i:16 * i + 16] for i in range(4)]
+        pp = {(i, j): Signal(32, name=f"pp{i}{j}") for i in range(4) for j in range(4)
+              if i + j <= 3}
+        ms0 = Signal(32)
+        ms1 = Signal(33)
+        ms2 = Signal(32)
+        ms3 = Signal(16)
+        mres = Signal(64)
+        m.d.sync += [p.eq(la[i] * lb[j]) for (i, j), p in pp.items()]
+        m.d.sync += [
+            ms0.eq(pp[0, 0]),
+            ms1.eq(pp[0, 1] + pp[1, 0]),
+            ms2.eq(pp[0, 2] + pp[1, 1] + pp[2, 0]),
+            ms3.eq(pp[0, 3] + pp[1, 2] + pp[2, 1] + pp[3, 0]),
+            mres.eq(ms0 + (ms1 << 16) + (ms2 << 32) + (ms3 << 48)),
+        ]
+
+        # ------------------------------------------------------------------ divider
+        dv_n = Signal(64)      # dividend, shifted out at the top
+        dv_d = Signal(64)
+        dv_r = Signal(64)
+        dv_q = Signal(64)
+        dv_negq = Signal()
+        dv_negr = Signal()
+        dv_zero = Signal()
+        av = Mux(w64, a, a[0:32])
+        bv = Mux(w64, b, b[0:32])
+        sa = x_signed & Mux(w64, a[63], a[31])
+        sb = x_signed & Mux(w64, b[63], b[31])
+        a_abs64, b_abs64 = Signal(64), Signal(64)
+        a_abs32, b_abs32 = Signal(32), Signal(32)
+        m.d.comb += [a_abs64.eq(Mux(sa, -a, a)), b_abs64.eq(Mux(sb, -b, b)),
+                     a_abs32.eq(Mux(sa, -a[0:32], a[0:32])),
+                     b_abs32.eq(Mux(sb, -b[0:32], b[0:32]))]
+        a_abs = Mux(w64, a_abs64, a_abs32)
+        b_abs = Mux(w64, b_abs64, b_abs32)
+        r2 = Cat(dv_n[63], dv_r)
+        diff = Signal(66)
+        m.d.comb += diff.eq(r2 - dv_d)
+        is_div = x_op == (isa.BPF_DIV >> 4)
+        divmod_op = is_k(isa.ALU) & (is_div | (x_op == (isa.BPF_MOD >> 4)))
+        mul_op = is_k(isa.ALU) & (x_op == (isa.BPF_MUL >> 4))
+        dv_last = Mux(w64, 64, 32) + 1
+        with m.If(xc == 0):
+            m.d.sync += [dv_n.eq(Mux(w64, a_abs, a_abs << 32)), dv_d.eq(b_abs), dv_r.eq(0),
+                         dv_q.eq(0), dv_negq.eq(sa ^ sb), dv_negr.eq(sa),
+                         dv_zero.eq(bv == 0)]
+        with m.Else():
+            m.d.sync += dv_n.eq(dv_n << 1)
+            with m.If(diff[65]):
+                m.d.sync += [dv_r.eq(r2), dv_q.eq(Cat(0, dv_q))]
+            with m.Else():
+                m.d.sync += [dv_r.eq(diff), dv_q.eq(Cat(1, dv_q))]
+        q_fin = Mux(dv_negq, -dv_q, dv_q)
+        r_fin = Mux(dv_negr, -dv_r, dv_r)
+        div_res = Mux(is_div, Mux(dv_zero, 0, q_fin), Mux(dv_zero, av, r_fin))
+
+        # ------------------------------------------------------------------ memory access
+        nbytes = Signal(4)
+        m.d.comb += nbytes.eq(1 << x_size)
+        ldabs = is_k(isa.LDABS) | is_k(isa.LDIND)
+        abs_addr = Signal(33)
+        with m.If(xc == 0):
+            m.d.sync += abs_addr.eq(self.pkt_lo + (Mux(is_k(isa.LDIND), a, 0) + x_imm)[0:32])
+        maddr = Signal(64)
+        m.d.comb += maddr.eq(Mux(ldabs, abs_addr, a + x_off.as_signed()))
+        is_store = is_k(isa.ST) | is_k(isa.STX)
+        is_load = is_k(isa.LDX) | is_k(isa.LDXSX)
+        a32 = maddr[0:32]
+        off28 = maddr[0:28]
+        nib = maddr[28:32]
+        end28 = off28 + nbytes
+        win_ok = Signal()
+        m.d.comb += win_ok.eq((maddr[32:64] == 0) & (
+            ((nib == memmap.STACK_BASE >> 28) & (end28 <= memmap.STACK_SIZE))
+            | ((nib == memmap.CTX_BASE >> 28) & (end28 <= self.ctx_len) & ~is_store
+               & ~is_k(isa.ATOMIC))
+            | ((nib == memmap.MAP_BASE >> 28) & (end28 <= self.map_len))
+            | ((a32 >= self.pkt_lo) & (a32 + nbytes <= self.pkt_hi))))
+        # atomics: phase 0 reads, phase 1 writes
+        at_phase = Signal()
+        at_old = Signal(64)
+        aimm = x_imm[0:8]
+        at_cmpxchg = aimm == isa.BPF_CMPXCHG
+        at_xchg = aimm == isa.BPF_XCHG
+        vmask = Mux(x_size == 3, (1 << 64) - 1, M32)
+        at_new = Signal(64)
+        with m.Switch(aimm & 0xF0):
+            with m.Case(isa.BPF_ADD):
+                m.d.comb += at_new.eq(at_old + b)
+            with m.Case(isa.BPF_OR):
+                m.d.comb += at_new.eq(at_old | b)
+            with m.Case(isa.BPF_AND):
+                m.d.comb += at_new.eq(at_old & b)
+            with m.Case(isa.BPF_XOR):
+                m.d.comb += at_new.eq(at_old ^ b)
+            with m.Default():       # xchg, cmpxchg
+                m.d.comb += at_new.eq(b)
+        ld_data = self.dbus.rdata
+        ld_ext = Signal(64)
+        with m.Switch(x_size):
+            with m.Case(0):
+                m.d.comb += ld_ext.eq(Mux(is_k(isa.LDXSX), ld_data[0:8].as_signed(),
+                                          ld_data[0:8]))
+            with m.Case(1):
+                m.d.comb += ld_ext.eq(Mux(is_k(isa.LDXSX), ld_data[0:16].as_signed(),
+                                          Mux(ldabs, bswap(ld_data, 2), ld_data[0:16])))
+            with m.Case(2):
+                m.d.comb += ld_ext.eq(Mux(is_k(isa.LDXSX), ld_data[0:32].as_signed(),
+                                          Mux(ldabs, bswap(ld_data, 4), ld_data[0:32])))
+            with m.Default():
+                m.d.comb += ld_ext.eq(ld_data)
+
+        # ------------------------------------------------------------------ X control
+        fin = Signal()          # X finishes its instruction this cycle (or holds none)
+        stop = Signal()         # the program ends this cycle
+        stop_trap = Signal(4)
+        redirect = Signal()
+        redirect_pc = Signal(pw + 1)
+        kill_lddw = Signal()    # the second slot of lddw, now in D, is not an instruction
+        count_it = Signal()
+        first = xc == 0
+        budget_hit = count == self.budget
+
+        dbus, hlp = self.dbus, self.helper
+        m.d.comb += [
+            dbus.addr.eq(a32), dbus.size.eq(x_size),
+            dbus.wdata.eq(Mux(is_k(isa.ATOMIC), at_new, b)),
+            hlp.id.eq(Mux(is_k(isa.CALLX), a[0:32], x_imm)),
+            hlp.arg1.eq(regs[1]), hlp.arg2.eq(regs[2]), hlp.arg3.eq(regs[3]),
+            hlp.arg4.eq(regs[4]), hlp.arg5.eq(regs[5]),
+        ]
+
+        def trap(code):
+            m.d.comb += [stop.eq(1), stop_trap.eq(code)]
+
+        def write(idx, val):
+            m.d.comb += [wb_en.eq(1), wb_idx.eq(idx), wb_data.eq(val)]
+
+        def narrow(v):
+            return Mux(w64, v, v[0:32])
+
+        with m.If(~x_valid):
+            m.d.comb += fin.eq(1)
+        with m.Elif(first & budget_hit):
+            trap(traps.TRAP_BUDGET)
+        with m.Elif(x_trap != 0):
+            trap(x_trap)
+        with m.Elif(is_k(isa.ALU) | is_k(isa.NEG)):
+            with m.If(mul_op):
+                with m.If(xc == 3):
+                    m.d.comb += [fin.eq(1), count_it.eq(1)]
+                    write(x_dst, narrow(mres))
+            with m.Elif(divmod_op):
+                with m.If((xc == dv_last) | ((xc == 1) & dv_zero)):
+                    m.d.comb += [fin.eq(1), count_it.eq(1)]
+                    write(x_dst, narrow(div_res))
+            with m.Else():
+                m.d.comb += [fin.eq(1), count_it.eq(1)]
+                write(x_dst, narrow(alu))
+        with m.Elif(is_k(isa.MOVSX)):
+            m.d.comb += [fin.eq(1), count_it.eq(1)]
+            write(x_dst, narrow(movsx))
+        with m.Elif(is_k(isa.END)):
+            m.d.comb += [fin.eq(1), count_it.eq(1)]
+            write(x_dst, endr)
+        with m.Elif(is_k(isa.LDDW)):
+            with m.If(pc_d >= self.prog_len):
+                trap(traps.TRAP_PC)
+            with m.Elif(insn[0:32] != 0):
+                m.d.comb += [stop.eq(1), stop_trap.eq(traps.TRAP_RESERVED)]
+            with m.Else():
+                m.d.comb += [fin.eq(1), count_it.eq(1), kill_lddw.eq(1)]
+                write(x_dst, Cat(x_imm, d_imm))
+        with m.Elif(is_k(isa.JA) | is_k(isa.JCOND)):
+            with m.If(is_k(isa.JA) | taken):
+                with m.If(target_bad):
+                    trap(traps.TRAP_PC)
+                with m.Else():
+                    m.d.comb += [fin.eq(1), count_it.eq(1), redirect.eq(1),
+                                 redirect_pc.eq(x_target)]
+            with m.Else():
+                m.d.comb += [fin.eq(1), count_it.eq(1)]
+        with m.Elif(is_load | is_store | ldabs):
+            with m.If(first & ~win_ok & ~(ldabs & (xc == 0))):
+                trap(traps.TRAP_MEM)
+            with m.Elif(ldabs & (xc == 0)):
+                pass                     # abs_addr is being computed
+            with m.Elif(ldabs & ~win_ok):
+                # the kernel ends a legacy packet load outside the packet with r0 = 0
+                m.d.comb += [stop.eq(1), count_it.eq(1)]
+                write(0, 0)
+            with m.Else():
+                m.d.comb += [dbus.valid.eq(1), dbus.we.eq(is_store)]
+                with m.If(dbus.ready):
+                    with m.If(dbus.err):
+                        trap(traps.TRAP_MEM)
+                    with m.Else():
+                        m.d.comb += [fin.eq(1), count_it.eq(1)]
+                        with m.If(~is_store):
+                            write(Mux(ldabs, 0, x_dst), ld_ext)
+        with m.Elif(is_k(isa.ATOMIC)):
+            with m.If(first & ~win_ok):
+                trap(traps.TRAP_MEM)
+            with m.Else():
+                m.d.comb += [dbus.valid.eq(1), dbus.lock.eq(1), dbus.we.eq(at_phase)]
+                with m.If(dbus.ready & dbus.err):
+                    trap(traps.TRAP_MEM)
+                with m.Elif(dbus.ready & at_phase):
+                    m.d.comb += [fin.eq(1), count_it.eq(1)]
+                    with m.If(at_cmpxchg):
+                        write(0, at_old)
+                    with m.Elif(aimm[0]):
+                        write(x_src, at_old)
+                with m.Elif(dbus.ready):
+                    with m.If(at_cmpxchg & (ld_data != (regs[0] & vmask))):
+                        # no store: the comparison failed
+                        m.d.comb += [fin.eq(1), count_it.eq(1)]
+                        write(0, ld_data)
+        with m.Elif(is_k(isa.CALL) & (x_src == isa.BPF_PSEUDO_CALL)):
+            with m.If(depth == memmap.MAX_CALL_FRAMES - 1):
+                trap(traps.TRAP_CALL_DEPTH)
+            with m.Elif(target_bad):
+                trap(traps.TRAP_PC)
+            with m.Else():
+                m.d.comb += [fin.eq(1), count_it.eq(1), redirect.eq(1),
+                             redirect_pc.eq(x_target),
+                             fr_wp.addr.eq(depth), fr_wp.en.eq(1),
+                             fr_wp.data.eq(Cat((x_pc + 1)[0:pw + 1], regs[6], regs[7], regs[8], regs[9]))]
+                m.d.sync += [depth.eq(depth + 1), regs[10].eq(regs[10] - memmap.STACK_FRAME)]
+        with m.Elif(is_k(isa.CALL) | is_k(isa.CALLX)):
+            m.d.comb += hlp.req.eq(1)
+            with m.If(hlp.ack):
+                with m.If(hlp.trap != 0):
+                    trap(hlp.trap)
+                with m.Else():
+                    m.d.comb += [fin.eq(1), count_it.eq(1), stop.eq(hlp.exit)]
+                    write(0, hlp.r0)
+        with m.Elif(is_k(isa.EXIT)):
+            m.d.comb += count_it.eq(1)
+            with m.If(depth == 0):
+                m.d.comb += stop.eq(1)
+            with m.Else():
+                m.d.comb += [fin.eq(1), redirect.eq(1),
+                             fr_rp.addr.eq(depth - 1), redirect_pc.eq(fr_rp.data[0:pw + 1])]
+                rest = fr_rp.data[pw + 1:]
+                m.d.sync += [depth.eq(depth - 1),
+                             regs[10].eq(regs[10] + memmap.STACK_FRAME)]
+                m.d.sync += [regs[6 + i].eq(rest[64 * i:64 * i + 64]) for i in range(4)]
+        with m.Else():
+            trap(traps.TRAP_ILLEGAL)
+
+        # multi-cycle bookkeeping
+        with m.If(x_valid & ~fin & ~stop):
+            m.d.sync += xc.eq(xc + 1)
+            with m.If(is_k(isa.ATOMIC) & dbus.ready):
+                m.d.sync += [at_phase.eq(1), at_old.eq(ld_data)]
+        with m.Else():
+            m.d.sync += [xc.eq(0), at_phase.eq(0)]
+
+        # ------------------------------------------------------------------ commit
+        for i in range(10):
+            with m.If(wb_en & (wb_idx == i) & running & ~(stop & (stop_trap != 0))):
+                m.d.sync += regs[i].eq(wb_data)
+        with m.If(count_it & running & ~(stop & (stop_trap != 0))):
+            m.d.sync += count.eq(count + 1)
+
+        advance = running & fin & ~stop
+        kill_d = kill_lddw | redirect
+        with m.If(self.start & ~running):
+            m.d.comb += [pm_rp.addr.eq(0), pm_rp.en.eq(1)]
+            m.d.sync += [pc_d.eq(0), running.eq(1), x_valid.eq(0), count.eq(0), cycles.eq(0),
+                         trap_r.eq(0), trap_pc_r.eq(0), depth.eq(0)]
+            for i in range(11):
+                m.d.sync += regs[i].eq({1: self.r1_init, 2: self.r2_init,
+                                        10: memmap.frame_top(0)}.get(i, 0))
+        with m.Elif(advance):
+            nxt = Mux(redirect, redirect_pc, pc_d + 1)
+            m.d.comb += [pm_rp.addr.eq(nxt), pm_rp.en.eq(1)]
+            m.d.sync += [pc_d.eq(nxt), x_valid.eq(~kill_d), x_pc.eq(pc_d),
+                         x_kind.eq(dec.kind), x_op.eq(dec.op), x_is64.eq(dec.is64),
+                         x_srcx.eq(dec.srcx), x_size.eq(dec.size), x_signed.eq(dec.signed),
+                         x_swap.eq(dec.swap), x_trap.eq(d_trap), x_dst.eq(d_dst),
+                         x_src.eq(d_src), x_off.eq(d_off), x_imm.eq(d_imm), x_a.eq(a_val),
+                         x_b.eq(b_val), x_target.eq(d_target)]
+        with m.Else():
+            m.d.comb += pm_rp.en.eq(0)
+        with m.If(running & stop):
+            m.d.sync += [running.eq(0), x_valid.eq(0), trap_r.eq(stop_trap),
+                         trap_pc_r.eq(Mux(stop_trap != 0, x_pc, 0))]
+            m.d.comb += self.done.eq(1)
+        return m
