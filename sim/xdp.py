@@ -249,7 +249,7 @@ class XdpRef(Target):
         executed = []
         while True:
             m = self.machine(name)
-            m.trace_hook = (lambda pc, n=name: executed.append((n, pc))) if trace else None
+            m.trace_hook = (lambda pc, n=name: executed.append((n, pc))) if trace is not None else None
             try:
                 res = m.run(memmap.CTX_BASE, 0, budget=budget - total)
             except _TailCall as tc:
