@@ -1,0 +1,32 @@
+"""Colorlight 5A-75B: an LED-panel receiver card, LFE5U-25F-6BG256C, two Gigabit RGMII ports.
+
+Two Broadcom B50612D PHYs share one MDIO bus; a 25 MHz oscillator; no USB at all (JTAG pads
+J27/J30-J32 need an external cable such as an FT232R, a CMSIS-DAP or a DirtyJTAG probe). The
+"serial" pins litex-boards offers are the status LED and the button, so the host link is
+Etherbone on port 0 (docs/boards.md says why). v7.0 and v8.0 differ only in pins; both are
+CABGA256 parts. litex-boards' target runs the RGMII TX without FPGA-side delay (tx_delay 0).
+"""
+from bpfpga.boards.base import Board, Cable, EthPort, HostLink
+
+_ETH = (EthPort(0, chip="B50612D", tx_delay=0.0), EthPort(1, chip="B50612D", tx_delay=0.0))
+_CABLE = Cable(board="colorlight", needs_cable=True,
+               hint="the 5A-75B has no programmer on board: wire a JTAG probe to J27/J30-J32 "
+                    "and name it with --cable (ft232RL, dirtyJtag, cmsisdap, ...)")
+_HOST = HostLink("etherbone", port=0, ip="192.168.1.50", mac=0x10E2D5000000)
+_URL = "https://github.com/q3k/chubby75/tree/master/5a-75b"
+
+V8 = Board(
+    name="colorlight_5a_75b", title="Colorlight 5A-75B v8.0", revision="8.0",
+    part="LFE5U-25F-6BG256C", clock=("clk25", 25e6), eth=_ETH, host=_HOST, cable=_CABLE,
+    platform_module="colorlight_5a_75b", platform_kwargs=(("revision", "8.0"),),
+    reset=("user_btn_n", True), engine_clock_mhz=100.0, cores=2, url=_URL,
+    notes="two RGMII ports; Etherbone on port 0 shares it with XDP traffic")
+
+V7 = Board(
+    name="colorlight_5a_75b_v7", title="Colorlight 5A-75B v7.0", revision="7.0",
+    part="LFE5U-25F-6BG256C", clock=("clk25", 25e6), eth=_ETH, host=_HOST, cable=_CABLE,
+    platform_module="colorlight_5a_75b", platform_kwargs=(("revision", "7.0"),),
+    reset=("user_btn_n", True), engine_clock_mhz=100.0, cores=2, url=_URL,
+    notes="as v8.0 with the v7.0 pinout")
+
+BOARDS = [V8, V7]

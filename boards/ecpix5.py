@@ -1,0 +1,27 @@
+"""LambdaConcept ECPIX-5: LFE5UM5G-45F or -85F (speed 8, CABGA554), one Gigabit RGMII port.
+
+A 100 MHz oscillator, an FT2232H (channel A JTAG, channel B the UART the host link uses) and
+DDR3 the engine does not use. The PHY adds its own RX delay (litex-boards: rx_delay 0).
+"""
+from bpfpga.boards.base import Board, Cable, EthPort, HostLink
+
+_ETH = (EthPort(0, rx_delay=0.0),)
+_HOST = HostLink("uart", baud=1_000_000, usb="FT2232H channel B")
+_CABLE = Cable(board="ecpix5")
+_URL = "https://shop.lambdaconcept.com/home/46-2-ecpix-5.html"
+
+ECPIX5_85 = Board(
+    name="ecpix5", title="LambdaConcept ECPIX-5 (85F)", part="LFE5UM5G-85F-8BG554I",
+    clock=("clk100", 100e6), eth=_ETH, host=_HOST, cable=_CABLE,
+    platform_module="lambdaconcept_ecpix5", platform_kwargs=(("device", "85F"),),
+    reset=("rst_n", True), engine_clock_mhz=100.0, cores=2, url=_URL,
+    notes="one RGMII port; UART host link over the on-board FT2232H")
+
+ECPIX5_45 = Board(
+    name="ecpix5_45", title="LambdaConcept ECPIX-5 (45F)", part="LFE5UM5G-45F-8BG554I",
+    clock=("clk100", 100e6), eth=_ETH, host=_HOST, cable=_CABLE,
+    platform_module="lambdaconcept_ecpix5", platform_kwargs=(("device", "45F"),),
+    reset=("rst_n", True), engine_clock_mhz=100.0, cores=2, url=_URL,
+    notes="as the 85F with the smaller part")
+
+BOARDS = [ECPIX5_85, ECPIX5_45]
