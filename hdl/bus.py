@@ -135,9 +135,15 @@ class DualBankRAM(wiring.Component):
             bus.ready.eq(busy),
             bus.rdata.eq((both >> (sh * 8))[:64] & rmask),
         ]
-        wide = Signal(128)
+        # rotating the data by the byte offset puts every byte where the byte enables of
+        # both words want it (cheaper than a 128-bit shift)
+        rot = Signal(64)
         ben = Signal(16)
-        m.d.comb += [wide.eq(r_wdata << (sh * 8)), ben.eq(nbytes_mask << sh)]
+        m.d.comb += [rot.eq(r_wdata.rotate_left(0)), ben.eq(nbytes_mask << sh)]
+        with m.Switch(sh):
+            for k in range(8):
+                with m.Case(k):
+                    m.d.comb += rot.eq(r_wdata.rotate_left(8 * k))
         # the word holding the first byte is rw; it is in bank odd, the next one in bank ~odd
         wen = Signal()
         m.d.comb += wen.eq(busy & r_we)
@@ -152,8 +158,8 @@ class DualBankRAM(wiring.Component):
             m.d.comb += [
                 wp0.addr.eq(Mux(odd, (rw >> 1) + 1, rw >> 1)),
                 wp1.addr.eq(rw >> 1),
-                wp0.data.eq(Mux(odd, wide[64:], wide[:64])),
-                wp1.data.eq(Mux(odd, wide[:64], wide[64:])),
+                wp0.data.eq(rot),
+                wp1.data.eq(rot),
                 wp0.en.eq(Mux(odd, ben[8:], ben[:8])),
                 wp1.en.eq(Mux(odd, ben[:8], ben[8:])),
             ]

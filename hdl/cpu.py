@@ -175,11 +175,12 @@ class CPU(wiring.Component):
         shr = Signal(64)
         m.d.comb += shr.eq((rin >> sh)[0:64])
         alu = Signal(64)
+        is_sub = x_op == (isa.BPF_SUB >> 4)
+        addsub = Signal(64)
+        m.d.comb += addsub.eq(a + Mux(is_sub, ~b, b) + is_sub)     # one carry chain
         with m.Switch(x_op):
-            with m.Case(isa.BPF_ADD >> 4):
-                m.d.comb += alu.eq(a + b)
-            with m.Case(isa.BPF_SUB >> 4):
-                m.d.comb += alu.eq(a - b)
+            with m.Case(isa.BPF_ADD >> 4, isa.BPF_SUB >> 4):
+                m.d.comb += alu.eq(addsub)
             with m.Case(isa.BPF_OR >> 4):
                 m.d.comb += alu.eq(a | b)
             with m.Case(isa.BPF_AND >> 4):
@@ -227,7 +228,7 @@ class CPU(wiring.Component):
                      cb.eq(Mux(w64, b, Cat(C(0, 32), b[0:32])))]
         eq = ca == cb
         ult = ca < cb
-        slt = ca.as_signed() < cb.as_signed()
+        slt = Mux(ca[63] ^ cb[63], ca[63], ult)     # signed from the unsigned comparator
         taken = Signal()
         with m.Switch(x_op):
             for op, expr in ((isa.BPF_JEQ, eq), (isa.BPF_JNE, ~eq),
@@ -274,13 +275,11 @@ class CPU(wiring.Component):
         bv = Mux(w64, b, b[0:32])
         sa = x_signed & Mux(w64, a[63], a[31])
         sb = x_signed & Mux(w64, b[63], b[31])
-        a_abs64, b_abs64 = Signal(64), Signal(64)
-        a_abs32, b_abs32 = Signal(32), Signal(32)
-        m.d.comb += [a_abs64.eq(Mux(sa, -a, a)), b_abs64.eq(Mux(sb, -b, b)),
-                     a_abs32.eq(Mux(sa, -a[0:32], a[0:32])),
-                     b_abs32.eq(Mux(sb, -b[0:32], b[0:32]))]
-        a_abs = Mux(w64, a_abs64, a_abs32)
-        b_abs = Mux(w64, b_abs64, b_abs32)
+        # one negator per operand: the low half of a 64-bit negation is the 32-bit one
+        na, nb = Signal(64), Signal(64)
+        m.d.comb += [na.eq(-av), nb.eq(-bv)]
+        a_abs = Mux(sa, Mux(w64, na, na[0:32]), av)
+        b_abs = Mux(sb, Mux(w64, nb, nb[0:32]), bv)
         r2 = Cat(dv_n[63], dv_r)
         diff = Signal(66)
         m.d.comb += diff.eq(r2 - dv_d)
@@ -298,9 +297,11 @@ class CPU(wiring.Component):
                 m.d.sync += [dv_r.eq(r2), dv_q.eq(Cat(0, dv_q))]
             with m.Else():
                 m.d.sync += [dv_r.eq(diff), dv_q.eq(Cat(1, dv_q))]
-        q_fin = Mux(dv_negq, -dv_q, dv_q)
-        r_fin = Mux(dv_negr, -dv_r, dv_r)
-        div_res = Mux(is_div, Mux(dv_zero, 0, q_fin), Mux(dv_zero, av, r_fin))
+        qr = Mux(is_div, dv_q, dv_r)
+        qr_neg = Signal(64)
+        m.d.comb += qr_neg.eq(-qr)
+        qr_fin = Mux(Mux(is_div, dv_negq, dv_negr), qr_neg, qr)
+        div_res = Mux(dv_zero, Mux(is_div, 0, av), qr_fin)
 
         # ------------------------------------------------------------------ memory access
         nbytes = Signal(4)
@@ -343,6 +344,10 @@ class CPU(wiring.Component):
                 m.d.comb += at_new.eq(at_old ^ b)
             with m.Default():       # xchg, cmpxchg
                 m.d.comb += at_new.eq(b)
+        # a failed cmpxchg writes the old value back (under lock, invisible): finishing early
+        # would make X's end depend on read data, a long path from block RAM
+        with m.If(at_cmpxchg & (at_old != (regs[0] & vmask))):
+            m.d.comb += at_new.eq(at_old)
         ld_data = self.dbus.rdata
         ld_ext = Signal(64)
         with m.Switch(x_size):
@@ -459,11 +464,6 @@ class CPU(wiring.Component):
                         write(0, at_old)
                     with m.Elif(aimm[0]):
                         write(x_src, at_old)
-                with m.Elif(dbus.ready):
-                    with m.If(at_cmpxchg & (ld_data != (regs[0] & vmask))):
-                        # no store: the comparison failed
-                        m.d.comb += [fin.eq(1), count_it.eq(1)]
-                        write(0, ld_data)
         with m.Elif(is_k(isa.CALL) & (x_src == isa.BPF_PSEUDO_CALL)):
             with m.If(depth == memmap.MAX_CALL_FRAMES - 1):
                 trap(traps.TRAP_CALL_DEPTH)
