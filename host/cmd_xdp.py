@@ -150,6 +150,56 @@ def _norm_dump(dump):
     return out
 
 
+def _oracle(o, prog, maps_json):
+    """Two reference machines whose ktime and prandom helpers give different values: what
+    differs between them depends on those helpers and cannot be compared across targets."""
+    from bpfpga.sim.xdp import XdpRef
+    probe = XdpRef(o, prog)
+    if not probe.nondeterministic():
+        return None
+    pair = []
+    # clock bases that differ in every byte, and different random seeds
+    for base, seed in ((0x05A5A5A5A5A5A5A5, 0x1234567), (0x1A2B3C4D5E6F7081, 0x7654321),
+                       (0x2C3D4E5F60718293, 0x2468ACE), (0x0312233445566778, 0x1357BDF)):
+        t = XdpRef(o, prog, clock_base=base, seed=seed)
+        if maps_json:
+            from bpfpga.compiler.mapsjson import load as load_maps
+            from bpfpga.host.targets import apply_maps
+            apply_maps(t, o, load_maps(maps_json))
+        pair.append(t)
+    return pair
+
+
+def _masked(data: bytes, mask: bytes | None) -> bytes:
+    if not mask or len(mask) != len(data):
+        return data
+    return bytes(0 if m else b for b, m in zip(data, mask))
+
+
+def _vmask(a, b):
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return tuple(bytes(0 if x == y else 1 for x, y in zip(u, v)) for u, v in zip(a, b))
+    if isinstance(a, bytes) and isinstance(b, bytes):
+        return bytes(0 if x == y else 1 for x, y in zip(a, b))
+    return b""
+
+
+def _vor(a, b):
+    if isinstance(a, tuple):
+        return tuple(_vor(x, y) for x, y in zip(a, b))
+    return bytes(x | y for x, y in zip(a, b))
+
+
+def _mask_val(v, m):
+    if not m:
+        return v
+    if isinstance(v, tuple) and isinstance(m, tuple):
+        return tuple(_masked(x, mm) for x, mm in zip(v, m)) + v[len(m):]
+    if isinstance(v, bytes) and isinstance(m, bytes):
+        return _masked(v, m)
+    return v
+
+
 def _fmt_val(v):
     if isinstance(v, tuple):
         return "[" + ", ".join(x.hex() for x in v) + "]"
@@ -179,6 +229,8 @@ def diff_cmd(obj, prog, maps_json, map_size, targets, pcap_in, max_packets, as_j
     try:
         for n in names:
             ts[n] = _open(n, o, prog, maps_json)
+        oracle = _oracle(o, prog, maps_json)
+        nondet = 0
         divergences = []
         skipped = Counter()
         compared = 0
@@ -194,6 +246,16 @@ def diff_cmd(obj, prog, maps_json, map_size, targets, pcap_in, max_packets, as_j
             if len(res) < 2:
                 continue
             compared += 1
+            mask = None
+            if oracle is not None:
+                outs = [t.run(p) for t in oracle]
+                oa = outs[0]
+                if any((x.verdict, x.retval, len(x.packet)) !=
+                       (oa.verdict, oa.retval, len(oa.packet)) for x in outs[1:]):
+                    nondet += 1
+                    continue
+                mask = bytes(0 if len({x.packet[i] for x in outs}) == 1 else 1
+                             for i in range(len(oa.packet)))
             base_n = names[0] if names[0] in res else next(iter(res))
             base = res[base_n]
             for n, r in res.items():
@@ -205,7 +267,8 @@ def diff_cmd(obj, prog, maps_json, map_size, targets, pcap_in, max_packets, as_j
                                f"{vname(r.verdict)} ({n})")
                 elif r.retval != base.retval:
                     why.append(f"return value {base.retval} ({base_n}) vs {r.retval} ({n})")
-                if r.packet != base.packet and base.verdict != isa.XDP_DROP:
+                if _masked(r.packet, mask) != _masked(base.packet, mask) and \
+                        base.verdict != isa.XDP_DROP:
                     why.append(f"output packet differs ({len(base.packet)} vs "
                                f"{len(r.packet)} bytes)")
                 if why:
@@ -220,6 +283,20 @@ def diff_cmd(obj, prog, maps_json, map_size, targets, pcap_in, max_packets, as_j
                 continue
             dumps = {n: _norm_dump(t.map_dump(md.name)) for n, t in ts.items()}
             bn = names[0]
+            vmask: dict = {}
+            if oracle is not None:
+                ds = [_norm_dump(x.map_dump(md.name)) for x in oracle]
+                for k in set().union(*ds):
+                    if any(k not in d for d in ds):
+                        vmask[k] = None
+                        continue
+                    m = _vmask(ds[0][k], ds[0][k])
+                    for d in ds[1:]:
+                        m = _vor(m, _vmask(ds[0][k], d[k]))
+                    vmask[k] = m
+                for n in dumps:
+                    dumps[n] = {k: _mask_val(v, vmask.get(k, b"")) for k, v in dumps[n].items()
+                                if not (k in vmask and vmask[k] is None)}
             for n, dmp in dumps.items():
                 if n == bn:
                     continue
@@ -236,6 +313,7 @@ def diff_cmd(obj, prog, maps_json, map_size, targets, pcap_in, max_packets, as_j
     total = len(divergences) + len(map_div)
     if as_json:
         click.echo(json.dumps({"targets": names, "packets": len(packets), "compared": compared,
+                               "nondeterministic": nondet if oracle is not None else None,
                                "skipped": dict(skipped), "divergences": divergences,
                                "map_divergences": map_div}, indent=1))
     else:
@@ -256,6 +334,10 @@ def diff_cmd(obj, prog, maps_json, map_size, targets, pcap_in, max_packets, as_j
         for m in map_div[:20]:
             click.echo(f"map {m['map']} key {m['key']}: " + ", ".join(
                 f"{t}={m[t]}" for t in m["targets"]))
+        if oracle is not None:
+            click.echo(f"the object calls ktime/prandom helpers: {nondet} packet(s) whose "
+                       f"verdict depends on them were not compared; bytes that depend on them "
+                       f"are masked in packets and maps")
         for why, c in skipped.items():
             click.echo(f"skipped {c} packet(s) on {why}")
         click.echo(f"{compared} packets compared on {', '.join(names)}: "

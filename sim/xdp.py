@@ -90,7 +90,8 @@ class XdpRef(Target):
     }
 
     def __init__(self, obj: BpfObject, prog: str | None = None, ncpus: int | None = None,
-                 cpu: int = 0, budget: int = memmap.INSN_BUDGET, map_size: int = memmap.MAP_SIZE):
+                 cpu: int = 0, budget: int = memmap.INSN_BUDGET, map_size: int = memmap.MAP_SIZE,
+                 clock_base: int = 1_000_000_000, seed: int = 0x2545F491):
         from bpfpga.compiler.link import layout, resolve_lddw
         self.obj = obj
         try:
@@ -114,12 +115,19 @@ class XdpRef(Target):
         self.pkt_win = self.memory.add(Window("packet", memmap.PKT_BASE, self.pkt))
         self.machines: dict[str, Machine] = {}
         self.helpers = {h: getattr(self, "_h_" + n) for h, n in self.SUPPORTED.items()}
-        self.clock_ns = 1_000_000_000
-        self.rng = 0x2545F491
+        self.clock_ns = clock_base
+        self.rng = (seed & 0xFFFFFFFF) or 1
         self.trace_lines: list[str] = []
         self._init_maps()
         self._check_helpers(self.entry)
         self.machine(self.entry.name)
+
+    NONDETERMINISTIC = {H_KTIME, H_PRANDOM, H_KTIME_BOOT}
+
+    def nondeterministic(self) -> bool:
+        """True when a program of the object calls a helper whose values no other target can
+        reproduce (ktime_get_ns, ktime_get_boot_ns, get_prandom_u32)."""
+        return any(set(p.helpers) & self.NONDETERMINISTIC for p in self.obj.programs)
 
     # ---------------------------------------------------------------- setup
     def _check_helpers(self, prog) -> None:
