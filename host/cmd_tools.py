@@ -120,35 +120,29 @@ def conformance_cmd(directory, target, pattern, cycles, as_json, suite):
     sys.exit(1 if failed else 0)
 
 
-DEMO_ASM = """\
-# sum 1..100 in a loop, then call the helper 5 ("unwind": returns r1)
-mov %r0, 0
-mov %r1, 100
-loop:
-add %r0, %r1
-sub %r1, 1
-jne %r1, 0, loop
-stxdw [%r10-8], %r0
-ldxdw %r2, [%r10-8]
-mov %r1, %r2
-call 5
-exit
-"""
-
-
 @click.command("demo")
-def demo_cmd():
-    """Run the demonstration (a small program on the reference machine)."""
-    from bpfpga.compiler.asm import assemble
-    from bpfpga.compiler.disasm_fallback import listing
-    from bpfpga.sim.ref import run_program
-    prog = assemble(DEMO_ASM)
-    click.echo("program:")
-    for line in listing(prog):
-        click.echo("  " + line)
-    res = run_program(prog)
-    click.echo(f"ref: r0 = {res.r0} (0x{res.r0:x}) after {res.insns} instructions, trap "
-               f"{res.trap}")
+@click.option("--target", type=click.Choice(["ref", "rtl", "kernel"]), default=None,
+              help="default: rtl when the RTL engine is available, else ref")
+@click.pass_context
+def demo_cmd(ctx, target):
+    """The main job: the load balancer example on the simulated target over its traffic."""
+    from bpfpga.host.cmd_xdp import run_cmd
+    repo = Path(__file__).resolve().parents[1]
+    ex = repo / "examples" / "lb"
+    if not (ex / "lb.o").exists():
+        raise BpfpgaError(f"{ex}/lb.o is missing: run `make examples`")
+    if target is None:
+        target = "ref"
+        try:
+            import bpfpga.sim.rtl_xdp  # noqa: F401
+            target = "rtl"
+        except ImportError:
+            pass
+    click.echo(f"bpfpga demo: examples/lb/lb.o (L4 load balancer) on the {target} target, "
+               f"maps from examples/lb/maps.json, packets from examples/lb/traffic.pcap")
+    ctx.invoke(run_cmd, obj=str(ex / "lb.o"), prog=None, maps_json=str(ex / "maps.json"),
+               map_size=(), target=target, pcap_in=str(ex / "traffic.pcap"), out=None,
+               as_json=False, quiet=True)
 
 
 def register(group: click.Group) -> None:

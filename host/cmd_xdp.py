@@ -111,10 +111,10 @@ def run_cmd(obj, prog, maps_json, map_size, target, pcap_in, out, as_json, quiet
                     extra += f" cycles={r['cycles']}"
                 click.echo(f"{r['packet']:5} len={r['len']:<5} {r['verdict']:<9} "
                            f"out_len={r['out_len']}{extra}")
-    print_summary(target, summary, len(rows), cyc)
+    print_summary(target, summary, len(rows), cyc, [r["insns"] for r in rows if "insns" in r])
 
 
-def print_summary(target, summary, n, cyc):
+def print_summary(target, summary, n, cyc, insns=()):
     from rich.console import Console
     from rich.table import Table
     t = Table(title=f"{n} packets on {target}")
@@ -127,6 +127,10 @@ def print_summary(target, summary, n, cyc):
     if cyc:
         s = sorted(cyc)
         click.echo(f"cycles per packet: mean {sum(cyc) / len(cyc):.1f}, median "
+                   f"{s[len(s) // 2]}, max {s[-1]}")
+    if insns:
+        s = sorted(insns)
+        click.echo(f"instructions per packet: mean {sum(s) / len(s):.1f}, median "
                    f"{s[len(s) // 2]}, max {s[-1]}")
 
 
