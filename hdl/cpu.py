@@ -372,6 +372,11 @@ class CPU(wiring.Component):
         kill_lddw = Signal()    # the second slot of lddw, now in D, is not an instruction
         count_it = Signal()
         first = xc == 0
+        # the cycle a memory access is issued; its bounds check is registered into mem_bad
+        # and acted on one cycle later, so the 64-bit address add and window compares feed
+        # only the bus request, not the pipeline's stall/stop logic (a long path otherwise)
+        issue = Mux(ldabs, xc == 1, first)
+        mem_bad = Signal()
         budget_hit = count == self.budget
 
         dbus, hlp = self.dbus, self.helper
@@ -434,16 +439,17 @@ class CPU(wiring.Component):
             with m.Else():
                 m.d.comb += [fin.eq(1), count_it.eq(1)]
         with m.Elif(is_load | is_store | ldabs):
-            with m.If(first & ~win_ok & ~(ldabs & (xc == 0))):
-                trap(traps.TRAP_MEM)
-            with m.Elif(ldabs & (xc == 0)):
+            with m.If(ldabs & (xc == 0)):
                 pass                     # abs_addr is being computed
-            with m.Elif(ldabs & ~win_ok):
-                # the kernel ends a legacy packet load outside the packet with r0 = 0
-                m.d.comb += [stop.eq(1), count_it.eq(1)]
-                write(0, 0)
+            with m.Elif(mem_bad):
+                with m.If(ldabs):
+                    # the kernel ends a legacy packet load outside the packet with r0 = 0
+                    m.d.comb += [stop.eq(1), count_it.eq(1)]
+                    write(0, 0)
+                with m.Else():
+                    trap(traps.TRAP_MEM)
             with m.Else():
-                m.d.comb += [dbus.valid.eq(1), dbus.we.eq(is_store)]
+                m.d.comb += [dbus.valid.eq(Mux(issue, win_ok, 1)), dbus.we.eq(is_store)]
                 with m.If(dbus.ready):
                     with m.If(dbus.err):
                         trap(traps.TRAP_MEM)
@@ -452,10 +458,11 @@ class CPU(wiring.Component):
                         with m.If(~is_store):
                             write(Mux(ldabs, 0, x_dst), ld_ext)
         with m.Elif(is_k(isa.ATOMIC)):
-            with m.If(first & ~win_ok):
+            with m.If(mem_bad):
                 trap(traps.TRAP_MEM)
             with m.Else():
-                m.d.comb += [dbus.valid.eq(1), dbus.lock.eq(1), dbus.we.eq(at_phase)]
+                m.d.comb += [dbus.valid.eq(Mux(issue, win_ok, 1)), dbus.lock.eq(1),
+                             dbus.we.eq(at_phase)]
                 with m.If(dbus.ready & dbus.err):
                     trap(traps.TRAP_MEM)
                 with m.Elif(dbus.ready & at_phase):
@@ -500,10 +507,12 @@ class CPU(wiring.Component):
         # multi-cycle bookkeeping
         with m.If(x_valid & ~fin & ~stop):
             m.d.sync += xc.eq(xc + 1)
+            with m.If(issue & ~win_ok & (is_load | is_store | ldabs | is_k(isa.ATOMIC))):
+                m.d.sync += mem_bad.eq(1)
             with m.If(is_k(isa.ATOMIC) & dbus.ready):
                 m.d.sync += [at_phase.eq(1), at_old.eq(ld_data)]
         with m.Else():
-            m.d.sync += [xc.eq(0), at_phase.eq(0)]
+            m.d.sync += [xc.eq(0), at_phase.eq(0), mem_bad.eq(0)]
 
         # ------------------------------------------------------------------ commit
         for i in range(10):
