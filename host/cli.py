@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "bpfpga.host.cmd_disasm",
     "bpfpga.host.cmd_xdp",        # run, diff
     "bpfpga.host.cmd_prog",       # prog show
+    "bpfpga.host.cmd_board",      # board list, build, flash
 ]
 
 

@@ -1,0 +1,169 @@
+"""The SoC for a board: engine + LiteEth MAC/RGMII PHY per port + host bridge + clocking.
+
+Built with LiteX (SoCMini: no CPU) on the litex-boards platform of the board: LiteEth's RGMII
+PHY, MAC, UDP/IP stack and Etherbone, and LiteX's UART bridge, are LiteX cores, and the
+platforms carry every pin and IO standard; Amaranth's boards would have needed all of that
+rewritten. The engine is Amaranth, elaborated to Verilog (gateware/engine.py).
+
+Clock domains: ``sys`` is the engine's clock (the board's engine clock, or --clock), from the
+ECP5 PLL; each Ethernet port ``i`` has ``eth{i}_rx``/``eth{i}_tx`` (125 MHz from its PHY),
+crossed into ``sys`` by LiteEth's MAC.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from migen import *
+from migen.genlib.resetsync import AsyncResetSynchronizer
+
+from litex.gen import LiteXModule
+from litex.soc.cores.clock import ECP5PLL
+from litex.soc.integration.soc import SoCRegion
+from litex.soc.integration.soc_core import SoCMini
+from litex.soc.interconnect import stream
+
+from liteeth.common import convert_ip, eth_phy_description
+from liteeth.core.arp import LiteEthARP
+from liteeth.core.icmp import LiteEthICMP
+from liteeth.core.ip import LiteEthIP
+from liteeth.core.udp import LiteEthUDP
+from liteeth.frontend.etherbone import LiteEthEtherbone
+from liteeth.mac import LiteEthMACCoreCrossbar
+from liteeth.mac.common import LiteEthMACCrossbar
+from liteeth.mac.core import LiteEthMACCore
+from liteeth.phy.ecp5rgmii import LiteEthPHYRGMII
+
+from bpfpga.boards.base import Board
+from bpfpga.gateware.engine import LiteXEngine, engine_component, generate_verilog, \
+    read_contract
+from bpfpga.gateware.ethport import MAC_DW, EnginePort
+from bpfpga.gateware.hostport import HostPacketPort
+
+ENGINE_BASE = 0x1000_0000   # LiteX puts its CSRs at 0 in a CPU-less SoC
+ENGINE_MODULE = "bpfpga_engine"
+
+
+class CRG(LiteXModule):
+    def __init__(self, platform, board: Board, sys_clk_freq: float):
+        self.rst = Signal()
+        self.cd_sys = ClockDomain()
+        self.cd_por = ClockDomain(reset_less=True)
+        clk = platform.request(board.clock[0])
+        # hold the PLL in reset for a while after configuration
+        por = Signal(12, reset=2**12 - 1)
+        self.comb += self.cd_por.clk.eq(clk)
+        self.sync.por += If(por != 0, por.eq(por - 1))
+        button = 0
+        if board.reset is not None:
+            pad = platform.request(board.reset[0], 0)
+            button = ~pad if board.reset[1] else pad
+        self.pll = pll = ECP5PLL()
+        self.comb += pll.reset.eq((por != 0) | button | self.rst)
+        pll.register_clkin(clk, board.clock[1])
+        pll.create_clkout(self.cd_sys, sys_clk_freq)
+
+
+def _request_eth(platform, index: int, taken: set):
+    """The eth pads of port ``index``, without pins an earlier port already owns (the
+    Colorlight's two PHYs share one MDIO bus, which this SoC does not drive)."""
+    from litex.build.generic_platform import Pins, Subsignal
+    cm = platform.constraint_manager
+    for k, res in enumerate(cm.available):
+        if res[0] == "eth" and res[1] == index:
+            items = []
+            for item in res[2:]:
+                if isinstance(item, Subsignal):
+                    pins = {p for c in item.constraints if isinstance(c, Pins)
+                            for p in c.identifiers}
+                    if pins & taken:
+                        continue
+                    taken |= pins
+                items.append(item)
+            cm.available[k] = (res[0], res[1], *items)
+            break
+    return platform.request("eth", index)
+
+
+class BpfpgaSoC(SoCMini):
+    def __init__(self, board: Board, cores: int | None = None, clock_mhz: float | None = None,
+                 out_dir: Path | None = None, engine_kwargs: dict | None = None):
+        self.board = board
+        cores = cores or board.cores
+        clock_mhz = clock_mhz or board.engine_clock_mhz
+        sys_clk_freq = clock_mhz * 1e6
+        platform = board.platform()
+        self.crg = CRG(platform, board, sys_clk_freq)
+        SoCMini.__init__(self, platform, sys_clk_freq,
+                         ident=f"bpfpga on {board.title}", ident_version=False)
+
+        # engine ------------------------------------------------------------------------
+        n_ports = board.ports or 1          # a board without Ethernet gets the host port
+        comp, kind = engine_component(cores=cores, ports=n_ports, **(engine_kwargs or {}))
+        self.engine_kind = kind
+        contract = read_contract(comp)
+        if contract.ports < n_ports:
+            raise ValueError(f"the engine has {contract.ports} stream pairs, "
+                             f"{board.name} needs {n_ports}")
+        out_dir = Path(out_dir or ".")
+        vpath, self.engine_digest = generate_verilog(comp, ENGINE_MODULE, out_dir)
+        platform.add_source(str(vpath.resolve()))
+        self.engine = engine = LiteXEngine(contract, ENGINE_MODULE)
+        self.engine_contract = contract
+        self.bus.add_slave("engine", engine.bus, SoCRegion(
+            origin=ENGINE_BASE, size=4 << engine.adr_width, cached=False))
+        self.add_constant("BPFPGA_ENGINE_BASE", ENGINE_BASE)
+        self.add_constant("BPFPGA_CORES", cores)
+        self.add_constant("BPFPGA_PORTS", n_ports)
+
+        # host link ---------------------------------------------------------------------
+        host = board.host
+        if host.kind == "uart":
+            self.add_uartbone(name="uartbone", uart_name=host.resource, baudrate=host.baud)
+
+        # packet ports ------------------------------------------------------------------
+        self.eth_domains = []
+        taken: set = set()
+        eng_dw = {i: contract.rx(i).data_width for i in range(n_ports)}
+        for i, port in enumerate(board.eth):
+            cd = {"eth_rx": f"eth{i}_rx", "eth_tx": f"eth{i}_tx"}
+            phy = ClockDomainsRenamer(cd)(LiteEthPHYRGMII(
+                clock_pads=platform.request("eth_clocks", port.index),
+                pads=_request_eth(platform, port.index, taken),
+                tx_delay=port.tx_delay, rx_delay=port.rx_delay))
+            setattr(self, f"ethphy{i}", phy)
+            core = ClockDomainsRenamer(cd)(LiteEthMACCore(phy, MAC_DW, with_preamble_crc=True))
+            setattr(self, f"ethmac{i}", core)
+            self.eth_domains += [f"eth{i}_rx", f"eth{i}_tx"]
+            if host.kind == "etherbone" and host.port == i:
+                mac_source, mac_sink = self._add_etherbone(core, host)
+            else:
+                mac_source, mac_sink = core.source, core.sink
+            setattr(self, f"port{i}", EnginePort(mac_source, mac_sink, engine.sinks[i],
+                                                  engine.sources[i], eng_dw[i]))
+            self.platform.add_false_path_constraints(self.crg.cd_sys.clk, phy.crg.cd_eth_rx.clk)
+        if not board.eth:
+            self.hostport = hp = HostPacketPort()
+            self.port0 = EnginePort(hp.source, hp.sink, engine.sinks[0], engine.sources[0],
+                                    eng_dw[0])
+        # an engine stream that is not a port (PASS towards the host) is drained, counted
+        for name, src in engine.extra_sources:
+            self.comb += src.ready.eq(1)
+
+    def _add_etherbone(self, core, host):
+        """UDP/IP + Etherbone behind LiteEth's hybrid crossbar; returns the (source, sink)
+        of raw frames for the engine."""
+        dw = MAC_DW
+        iface = SimpleNamespace(sink=stream.Endpoint(eth_phy_description(dw)),
+                                source=stream.Endpoint(eth_phy_description(dw)))
+        self.eb_crossbar = crossbar = LiteEthMACCrossbar(dw)
+        self.eb_mac = LiteEthMACCoreCrossbar(core, crossbar, iface, dw, hw_mac=host.mac)
+        mac = SimpleNamespace(crossbar=crossbar)
+        ip_address = convert_ip(host.ip)
+        self.eb_arp = arp = LiteEthARP(mac, host.mac, ip_address, self.sys_clk_freq, dw=dw)
+        self.eb_ip = ip = LiteEthIP(mac, host.mac, ip_address, arp.table, dw=dw)
+        self.eb_icmp = LiteEthICMP(ip, ip_address, dw=dw)
+        self.eb_udp = udp = LiteEthUDP(ip, ip_address, dw=dw)
+        self.etherbone = eb = LiteEthEtherbone(udp, host.udp_port, mode="master", cd="sys")
+        self.bus.add_master(name="etherbone", master=eb.wishbone.bus)
+        return iface.sink, iface.source
