@@ -45,14 +45,15 @@ def core_top(pm_depth: int):
 
         def __init__(self):
             from bpfpga.hdl.bus import HelperSignature
-            cpu_sig = CPU(pm_depth).signature
+            self.cpu = CPU(pm_depth)
+            cpu_sig = self.cpu.signature
             members = {n: m for n, m in cpu_sig.members.items() if n not in ("dbus",)}
             members["ext"] = Out(DataBusSignature)
             super().__init__(members)
 
         def elaborate(self, platform):
             m = Module()
-            m.submodules.cpu = cpu = CPU(pm_depth)
+            m.submodules.cpu = cpu = self.cpu
             m.submodules.stack = stack = DualBankRAM(memmap.STACK_SIZE)
             m.submodules.router = router = WindowRouter({memmap.STACK_BASE >> 28: "stack",
                                                          memmap.PKT_BASE >> 28: "ext",
