@@ -76,10 +76,10 @@ def _runner(target: str, cycles: bool):
         return ref_runner
     if target == "rtl":
         try:
-            from bpfpga.sim.rtl import run_programs
+            from bpfpga.sim.rtl import rtl_runner
         except ImportError as e:
             raise BpfpgaError(f"the rtl target is not available: {e}") from None
-        return run_programs
+        return rtl_runner
     if target == "kernel":
         from bpfpga.host.kernel import conformance_runner
         return conformance_runner
