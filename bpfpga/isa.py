@@ -312,6 +312,22 @@ class Insn:
         return struct.pack("<BBhI", self.opcode, regs, self.off, self.imm & 0xFFFFFFFF)
 
 
+def make(spec: InsnSpec, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> Insn:
+    """An instruction of this form, with its selector and fixed field values put in place
+    (sdiv's offset 1, movsx's offset 8/16/32, a byte swap's width, an atomic's operation)."""
+    if spec.select:
+        f, v = spec.select
+        if f == "off":
+            off = v
+        elif f == "imm":
+            imm = v
+        else:
+            src = v
+    if isinstance(spec.imm, int) and spec.imm:
+        imm = spec.imm
+    return Insn(spec.opcode, dst, src, off, imm, spec)
+
+
 def s32(v: int) -> int:
     v &= 0xFFFFFFFF
     return v - (1 << 32) if v & 0x80000000 else v

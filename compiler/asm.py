@@ -108,17 +108,7 @@ def _spec(name: str, src_mode: int | None = None) -> isa.InsnSpec:
     raise AsmError(f"{name} has no {'register' if src_mode else 'immediate'} form")
 
 
-def _make(spec: isa.InsnSpec, dst=0, src=0, off=0, imm=0) -> Insn:
-    # the selector field of forms that share an opcode (sdiv: off=1, movsx: off=bits, ...)
-    if spec.select:
-        f, v = spec.select
-        if f == "off":
-            off = v
-        elif f == "imm":
-            imm = v
-    if isinstance(spec.imm, int) and spec.imm:
-        imm = spec.imm
-    return Insn(spec.opcode, dst, src, off, imm, spec)
+_make = isa.make
 
 
 # A pending label reference: (index into insns, label, field) resolved after all lines are read.

@@ -147,18 +147,11 @@ def _one(specs, what: str) -> isa.InsnSpec:
 
 
 def _make(spec: isa.InsnSpec, dst=0, src=0, off=0, imm=0) -> Insn:
-    if spec.select:
-        f, v = spec.select
-        if f == "off":
-            off = v
-        elif f == "imm":
-            imm = v
-        else:
-            src = v
-    bad = spec.field_ok(dst, src, off, imm if spec.kind != isa.LDDW else 0)
+    ins = isa.make(spec, dst, src, off, imm)
+    bad = spec.field_ok(ins.dst, ins.src, ins.off, ins.imm if spec.kind != isa.LDDW else 0)
     if bad:
         raise AsmError(f"invalid {bad} for {spec.name}")
-    return Insn(spec.opcode, dst, src, off, imm, spec)
+    return ins
 
 
 # --- the parser ----------------------------------------------------------------------------------

@@ -101,24 +101,10 @@ def round8(n: int) -> int:
     return (n + 7) & ~7
 
 
-_ncpus = None
-
-
 def n_possible_cpus() -> int:
-    """Number of possible CPUs (/sys/devices/system/cpu/possible, e.g. ``0-3`` or ``0,2-5``):
-    the number of slots of a per-CPU map value as the syscall reads and writes it."""
-    global _ncpus
-    if _ncpus is None:
-        text = open("/sys/devices/system/cpu/possible").read().strip()
-        n = 0
-        for part in text.split(","):
-            if "-" in part:
-                a, b = part.split("-")
-                n = max(n, int(b) + 1)
-            elif part:
-                n = max(n, int(part) + 1)
-        _ncpus = n
-    return _ncpus
+    """The number of slots of a per-CPU map value as the syscall reads and writes it."""
+    from bpfpga.hostinfo import possible_cpus
+    return possible_cpus()
 
 
 # --- commands --------------------------------------------------------------------------------

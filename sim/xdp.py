@@ -12,6 +12,7 @@ import struct
 
 from bpfpga import isa, memmap, traps
 from bpfpga.errors import Fault, LoadError, TargetError
+from bpfpga.hostinfo import possible_cpus
 from bpfpga.obj import (BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_DEVMAP,
                         BPF_MAP_TYPE_DEVMAP_HASH, BPF_MAP_TYPE_HASH_OF_MAPS,
                         BPF_MAP_TYPE_PROG_ARRAY, BpfObject)
@@ -39,19 +40,6 @@ H_XDP_GET_BUFF_LEN, H_XDP_LOAD_BYTES, H_XDP_STORE_BYTES = 188, 189, 190
 class _TailCall(Exception):
     def __init__(self, prog: str):
         self.prog = prog
-
-
-def possible_cpus() -> int:
-    """The kernel's possible-CPU count (per-CPU maps hold one value per possible CPU)."""
-    try:
-        text = open("/sys/devices/system/cpu/possible").read().strip()
-        n = 0
-        for part in text.split(","):
-            a, _, b = part.partition("-")
-            n = max(n, int(b or a) + 1)
-        return n
-    except (OSError, ValueError):
-        return os.cpu_count() or 1
 
 
 def csum_partial(data: bytes, seed: int) -> int:
