@@ -22,11 +22,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from migen import ClockSignal, If, Instance, Module, Replicate, ResetSignal, Signal
+from migen import ClockSignal, If, Instance, Module, Mux, Replicate, ResetSignal, Signal
 from litex.soc.interconnect import stream, wishbone
 
 from bpfpga.errors import BpfpgaError
@@ -57,9 +58,10 @@ def engine_component(cores: int, ports: int, **kwargs):
             top = getattr(mod, name, None)
             if top is not None:
                 break
-    if top is None:
+    if top is None or os.environ.get("BPFPGA_ENGINE") == "standin":
+        # the stand-in has no inject ring: a board without Ethernet gets a host packet port
         from bpfpga.gateware.standin import StandInEngine
-        return StandInEngine(ports=ports, cores=cores, **kwargs), "standin"
+        return StandInEngine(ports=max(1, ports), cores=cores, **kwargs), "standin"
     params = inspect.signature(top).parameters
     if "config" in params:
         from bpfpga.hdl import config as cfgmod
@@ -278,7 +280,8 @@ class LiteXEngine(Module):
                 if "last_be" in f:
                     self.comb += ep.last_be.eq(fld("last_be"))
                 elif "keep" in f:
-                    self.comb += ep.last_be.eq(_last_one(self, fld("keep"), nb))
+                    self.comb += ep.last_be.eq(Mux(fld("last"),
+                                                   _last_one(self, fld("keep"), nb), 0))
                 else:
                     # an 8-bit stream: its one byte is the last one on the last beat
                     self.comb += ep.last_be.eq(fld("last"))

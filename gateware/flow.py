@@ -87,9 +87,15 @@ def _run(cmd, cwd: Path, log: Path, step: str, progress: Progress | None,
                     frac = min(0.95, frac + 0.01)
         rc = p.wait()
     if rc:
-        tail = [l.strip() for l in log.read_text(errors="replace").splitlines()
-                if "ERROR" in l or "error" in l.lower()]
+        text = log.read_text(errors="replace")
+        tail = ([l.strip() for l in text.splitlines() if "ERROR" in l]
+                or [l.strip() for l in text.splitlines() if "error" in l.lower()])
         msg = tail[-1] if tail else f"exit {rc}"
+        over = [f"{m.group(1)} {m.group(2)}/{m.group(3)} ({m.group(4)}%)" for m in re.finditer(
+            r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%", text, re.M)
+            if int(m.group(4)) > 100]
+        if over:
+            msg = "the design does not fit the device: " + ", ".join(over)
         raise BoardError(f"{Path(cmd[0]).name} failed: {msg[:200]} (log: {log})")
     if progress:
         progress(step, 1.0, "done")

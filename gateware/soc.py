@@ -98,8 +98,10 @@ class BpfpgaSoC(SoCMini):
                          ident=f"bpfpga on {board.title}", ident_version=False)
 
         # engine ------------------------------------------------------------------------
-        n_ports = board.ports or 1          # a board without Ethernet gets the host port
-        comp, kind = engine_component(cores=cores, ports=n_ports, **(engine_kwargs or {}))
+        comp, kind = engine_component(cores=cores, ports=board.ports, **(engine_kwargs or {}))
+        # a board without Ethernet: the XDP engine takes packets through its own inject and
+        # output rings; the stand-in has none and gets the host packet port as port 0
+        n_ports = board.ports or (1 if kind == "standin" else 0)
         self.engine_kind = kind
         contract = read_contract(comp)
         if contract.ports < n_ports:
@@ -142,7 +144,7 @@ class BpfpgaSoC(SoCMini):
             setattr(self, f"port{i}", EnginePort(mac_source, mac_sink, engine.sinks[i],
                                                   engine.sources[i], eng_dw[i]))
             self.platform.add_false_path_constraints(self.crg.cd_sys.clk, phy.crg.cd_eth_rx.clk)
-        if not board.eth:
+        if not board.eth and n_ports:
             self.hostport = hp = HostPacketPort()
             self.port0 = EnginePort(hp.source, hp.sink, engine.sinks[0], engine.sources[0],
                                     eng_dw[0])
