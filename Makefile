@@ -7,7 +7,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CONFORMANCE ?= $(abspath ../shared/conformance/bpf_conformance)
 export BPFPGA_CONFORMANCE := $(CONFORMANCE)
 
-.PHONY: all setup debs demo test examples bench clean
+.PHONY: all setup debs demo test test-slow examples bench clean
 
 all: test
 
@@ -30,7 +30,12 @@ demo: setup
 	$(VENV)/bin/bpfpga demo
 
 test: setup
-	$(VENV)/bin/python -m pytest -q -n 2 tests
+	$(VENV)/bin/python -m pytest -q -n 2 -m "not slow" tests
+
+# full board builds (minutes each): not part of `make test` until a configuration fits the
+# Colorlight's LFE5U-25F (see docs/boards.md)
+test-slow: setup
+	$(VENV)/bin/python -m pytest -q -m slow tests
 
 examples: setup
 	$(MAKE) -C examples
