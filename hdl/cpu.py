@@ -79,7 +79,6 @@ class CPU(wiring.Component):
         running = Signal()
         m.d.comb += self.busy.eq(running)
         regs = [Signal(64, name=f"r{i}") for i in range(11)]
-        m.d.comb += self.r0.eq(regs[0])
         count = Signal(32)
         cycles = Signal(32)
         m.d.comb += [self.insns.eq(count), self.cycles.eq(cycles)]
@@ -91,31 +90,70 @@ class CPU(wiring.Component):
             m.d.sync += cycles.eq(cycles + 1)
 
         # ------------------------------------------------------------------ program memory
+        # port A reads the sequential stream (and, while idle, takes the host's writes: one
+        # address for both, so the block RAM port is read/write); port B reads the target of
+        # the branch, call or exit in D, so a taken one finds its target already read.
         pm = Memory(shape=unsigned(64), depth=self.pm_depth, init=[])
         m.submodules.pm = pm
-        pm_rp = pm.read_port(domain="sync")
+        pa = pm.read_port(domain="sync")
+        pb = pm.read_port(domain="sync")
         pm_wp = pm.write_port()
-        m.d.comb += [pm_wp.addr.eq(self.pm_addr), pm_wp.data.eq(self.pm_data),
-                     pm_wp.en.eq(self.pm_we & ~running)]
+        fa_addr = Signal(pw)
+        m.d.comb += [pa.addr.eq(fa_addr), pm_wp.addr.eq(fa_addr), pm_wp.data.eq(self.pm_data),
+                     pm_wp.en.eq(self.pm_we & ~running), pb.en.eq(1)]
 
-        # call frames: return pc and r6..r9, in LUT RAM (asynchronous read)
+        # call frames: return pc and r6..r9, in LUT RAM (asynchronous read). Its one read
+        # address is the top frame: D takes the return pc, X the saved registers.
         fr = Memory(shape=unsigned(pw + 1 + 4 * 64), depth=memmap.MAX_CALL_FRAMES, init=[])
         m.submodules.frames = fr
         fr_rp = fr.read_port(domain="comb")
         fr_wp = fr.write_port()
+        m.d.comb += fr_rp.addr.eq(depth - 1)
+
+        # ------------------------------------------------------------------ F / B
+        # pc_b: the slot port A's output holds; ir: the instruction register (block RAM
+        # output straight into flip-flops, nothing in between)
+        pc_b = Signal(pw + 1)
+        ir = Signal(64)
+        ir_valid = Signal()
+        pc_ir = Signal(pw + 1)
+
+        # ------------------------------------------------------------------ W stage
+        # a load's data is registered as it arrives (ld_q) and written back the cycle after
+        ld_q = Signal(64)
+        m.d.sync += ld_q.eq(self.dbus.rdata)
+        w_valid = Signal()
+        w_idx = Signal(4)
+        w_size = Signal(2)
+        w_sx = Signal()
+        w_abs = Signal()
+
+        def bswap(v, nbytes):
+            return Cat(*[v[8 * i:8 * i + 8] for i in reversed(range(nbytes))])
+
+        w_data = Signal(64)
+        with m.Switch(w_size):
+            with m.Case(0):
+                m.d.comb += w_data.eq(Mux(w_sx, ld_q[0:8].as_signed(), ld_q[0:8]))
+            with m.Case(1):
+                m.d.comb += w_data.eq(Mux(w_sx, ld_q[0:16].as_signed(),
+                                          Mux(w_abs, bswap(ld_q, 2), ld_q[0:16])))
+            with m.Case(2):
+                m.d.comb += w_data.eq(Mux(w_sx, ld_q[0:32].as_signed(),
+                                          Mux(w_abs, bswap(ld_q, 4), ld_q[0:32])))
+            with m.Default():
+                m.d.comb += w_data.eq(ld_q)
+        m.d.comb += self.r0.eq(Mux(w_valid & (w_idx == 0), w_data, regs[0]))
 
         # ------------------------------------------------------------------ D stage
-        insn = pm_rp.data
-        pc_d = Signal(pw + 1)
+        insn = ir
         dec = decoder(m, insn)
         d_dst, d_src, d_off, d_imm = insn[8:12], insn[12:16], insn[16:32], insn[32:64]
         d_trap = Signal(4)
-        m.d.comb += d_trap.eq(Mux(pc_d >= self.prog_len, traps.TRAP_PC, dec.trap))
+        m.d.comb += d_trap.eq(Mux(pc_ir >= self.prog_len, traps.TRAP_PC, dec.trap))
 
-        # write-back port of X (declared here, driven below) and the bypass into D
-        wb_en = Signal()
-        wb_idx = Signal(4)
-        wb_data = Signal(64)
+        def dk(k):
+            return dec.kind == K[k]
 
         def read(idx):
             v = Signal(64)
@@ -123,21 +161,33 @@ class CPU(wiring.Component):
                 for i in range(11):
                     with m.Case(i):
                         m.d.comb += v.eq(regs[i])
-            return Mux(wb_en & (wb_idx == idx), wb_data, v)
+            # the load in W writes at the end of this cycle
+            return Mux(w_valid & (w_idx == idx), w_data, v)
 
-        base_is_src = Cat(dec.kind == K[isa.LDX], dec.kind == K[isa.LDXSX],
-                          dec.kind == K[isa.LDIND]).any()
-        ia = Mux(base_is_src, d_src, d_dst)
-        a_val = read(ia)
+        base_is_src = Cat(dk(isa.LDX), dk(isa.LDXSX), dk(isa.LDIND)).any()
+        ia = Signal(4)
+        m.d.comb += ia.eq(Mux(base_is_src, d_src, d_dst))
+        a_val = Signal(64)
+        m.d.comb += a_val.eq(read(ia))
         b_reg = read(d_src)
-        use_imm = ((~dec.srcx & ((dec.kind == K[isa.ALU]) | (dec.kind == K[isa.JCOND])))
-                   | (dec.kind == K[isa.ST]))
+        use_imm = ((~dec.srcx & (dk(isa.ALU) | dk(isa.JCOND))) | dk(isa.ST))
         b_val = Mux(use_imm, d_imm.as_signed(), b_reg)
-        # branch and call targets, 34-bit signed so that any imm fits; checked in X
-        jimm = Mux(((dec.kind == K[isa.JA]) & ~dec.is64) | (dec.kind == K[isa.CALL]),
-                   d_imm.as_signed(), d_off.as_signed())
+        # branch and call targets, 34-bit signed so that any imm fits
+        jimm = Mux((dk(isa.JA) & ~dec.is64) | dk(isa.CALL), d_imm.as_signed(), d_off.as_signed())
         d_target = Signal(signed(34))
-        m.d.comb += d_target.eq(pc_d + 1 + jimm)
+        m.d.comb += d_target.eq(pc_ir + 1 + jimm)
+        d_tbad = Signal()
+        m.d.comb += d_tbad.eq((d_target < 0) | (d_target >= self.prog_len))
+        ret_pc = fr_rp.data[0:pw + 1]
+        m.d.comb += pb.addr.eq(Mux(dk(isa.EXIT), ret_pc, d_target[0:pw]))
+        # the address of a memory access, from the operand D reads (X recomputes it when the
+        # base register comes from X's forwarding path, or for ld_abs/ld_ind)
+        d_off32 = Signal(32)
+        d_lo = Signal(33)
+        m.d.comb += [d_off32.eq(d_off.as_signed()), d_lo.eq(a_val[0:32] + d_off32)]
+        ahi = a_val[32:64]
+        ahz, ah1, ahm = ahi == 0, ahi == 1, ahi == M32
+        d_hiok = Mux(d_off[15], Mux(d_lo[32], ahz, ah1), Mux(d_lo[32], ahm, ahz))
 
         # ------------------------------------------------------------------ X stage regs
         x_valid = Signal()
@@ -156,13 +206,23 @@ class CPU(wiring.Component):
         x_imm = Signal(32)
         x_a = Signal(64)
         x_b = Signal(64)
-        x_target = Signal(signed(34))
+        x_target = Signal(pw + 1)
+        x_tbad = Signal()
+        fwd_a = Signal()        # the operand is the value X wrote as this one left D
+        fwd_b = Signal()
+        last_wb = Signal(64)
+        m_rdy = Signal()        # m_addr/m_hiok hold this access's address
+        m_addr = Signal(32)
+        m_hiok = Signal()       # the upper 32 bits of the 64-bit address are zero
+        m_went = Signal()       # the access was issued (valid raised) already
         xc = Signal(7)          # cycles spent in X by a multi-cycle instruction
 
         def is_k(k):
             return x_kind == K[k]
 
-        a, b = x_a, x_b
+        a = Signal(64)
+        b = Signal(64)
+        m.d.comb += [a.eq(Mux(fwd_a, last_wb, x_a)), b.eq(Mux(fwd_b, last_wb, x_b))]
         w64 = x_is64
 
         # ------------------------------------------------------------------ ALU (1 cycle)
@@ -204,9 +264,6 @@ class CPU(wiring.Component):
             with m.Default():
                 m.d.comb += movsx.eq(b[0:32].as_signed())
         endr = Signal(64)
-
-        def bswap(v, nbytes):
-            return Cat(*[v[8 * i:8 * i + 8] for i in reversed(range(nbytes))])
         with m.Switch(Cat(x_size, x_swap)):
             with m.Case(0b001):
                 m.d.comb += endr.eq(a[0:16])
@@ -239,7 +296,6 @@ class CPU(wiring.Component):
                              (isa.BPF_JSET, (ca & cb).any())):
                 with m.Case(op >> 4):
                     m.d.comb += taken.eq(expr)
-        target_bad = (x_target < 0) | (x_target >= self.prog_len)
 
         # ------------------------------------------------------------------ multiplier
         # 64x64 -> low 64 bits from ten 16x16 partial products (ten MULT18X18D); the products
@@ -307,30 +363,39 @@ class CPU(wiring.Component):
         nbytes = Signal(4)
         m.d.comb += nbytes.eq(1 << x_size)
         ldabs = is_k(isa.LDABS) | is_k(isa.LDIND)
-        abs_addr = Signal(33)
-        with m.If(xc == 0):
-            m.d.sync += abs_addr.eq(self.pkt_lo + (Mux(is_k(isa.LDIND), a, 0) + x_imm)[0:32])
-        maddr = Signal(64)
-        m.d.comb += maddr.eq(Mux(ldabs, abs_addr, a + x_off.as_signed()))
         is_store = is_k(isa.ST) | is_k(isa.STX)
         is_load = is_k(isa.LDX) | is_k(isa.LDXSX)
-        a32 = maddr[0:32]
-        off28 = maddr[0:28]
-        nib = maddr[28:32]
-        end28 = off28 + nbytes
+        # the address computed in X (a cycle of its own) when D's could not be used
+        agu = Signal(64)
+        agu_abs = Signal(33)
+        m.d.comb += [agu.eq(a + x_off.as_signed()),
+                     agu_abs.eq(self.pkt_lo + (Mux(is_k(isa.LDIND), a[0:32], 0) + x_imm)[0:32])]
+        agu_addr = Mux(ldabs, agu_abs[0:32], agu[0:32])
+        agu_hiok = Mux(ldabs, ~agu_abs[32], agu[32:64] == 0)
+        # the window check, on the registered address
+        nib = m_addr[28:32]
+        end28 = Signal(29)
+        mend = Signal(33)
+        m.d.comb += [end28.eq(m_addr[0:28] + nbytes), mend.eq(m_addr + nbytes)]
+
+        def in_win(base, length):
+            return (nib == base >> 28) & (end28 <= length)
         win_ok = Signal()
-        m.d.comb += win_ok.eq((maddr[32:64] == 0) & (
-            ((nib == memmap.STACK_BASE >> 28) & (end28 <= memmap.STACK_SIZE))
-            | ((nib == memmap.CTX_BASE >> 28) & (end28 <= self.ctx_len) & ~is_store
-               & ~is_k(isa.ATOMIC))
-            | ((nib == memmap.MAP_BASE >> 28) & (end28 <= self.map_len))
-            | ((a32 >= self.pkt_lo) & (a32 + nbytes <= self.pkt_hi))))
-        # atomics: phase 0 reads, phase 1 writes
+        m.d.comb += win_ok.eq(m_hiok & (
+            in_win(memmap.STACK_BASE, memmap.STACK_SIZE)
+            | (in_win(memmap.CTX_BASE, self.ctx_len) & ~is_store & ~is_k(isa.ATOMIC))
+            | in_win(memmap.MAP_BASE, self.map_len)
+            | ((m_addr >= self.pkt_lo) & (mend <= self.pkt_hi))))
+        # atomics: phase 0 reads, phase 1 writes; the old value is ld_q in phase 1's first
+        # cycle and held in at_old_r after it
         at_phase = Signal()
+        at_p1_first = Signal()
+        at_old_r = Signal(64)
         at_old = Signal(64)
+        m.d.comb += at_old.eq(Mux(at_p1_first, ld_q, at_old_r))
+        m.d.sync += at_old_r.eq(at_old)
         aimm = x_imm[0:8]
         at_cmpxchg = aimm == isa.BPF_CMPXCHG
-        at_xchg = aimm == isa.BPF_XCHG
         vmask = Mux(x_size == 3, (1 << 64) - 1, M32)
         at_new = Signal(64)
         with m.Switch(aimm & 0xF0):
@@ -345,43 +410,29 @@ class CPU(wiring.Component):
             with m.Default():       # xchg, cmpxchg
                 m.d.comb += at_new.eq(b)
         # a failed cmpxchg writes the old value back (under lock, invisible): finishing early
-        # would make X's end depend on read data, a long path from block RAM
+        # would make X's end depend on read data
         with m.If(at_cmpxchg & (at_old != (regs[0] & vmask))):
             m.d.comb += at_new.eq(at_old)
-        ld_data = self.dbus.rdata
-        ld_ext = Signal(64)
-        with m.Switch(x_size):
-            with m.Case(0):
-                m.d.comb += ld_ext.eq(Mux(is_k(isa.LDXSX), ld_data[0:8].as_signed(),
-                                          ld_data[0:8]))
-            with m.Case(1):
-                m.d.comb += ld_ext.eq(Mux(is_k(isa.LDXSX), ld_data[0:16].as_signed(),
-                                          Mux(ldabs, bswap(ld_data, 2), ld_data[0:16])))
-            with m.Case(2):
-                m.d.comb += ld_ext.eq(Mux(is_k(isa.LDXSX), ld_data[0:32].as_signed(),
-                                          Mux(ldabs, bswap(ld_data, 4), ld_data[0:32])))
-            with m.Default():
-                m.d.comb += ld_ext.eq(ld_data)
 
         # ------------------------------------------------------------------ X control
         fin = Signal()          # X finishes its instruction this cycle (or holds none)
         stop = Signal()         # the program ends this cycle
         stop_trap = Signal(4)
-        redirect = Signal()
-        redirect_pc = Signal(pw + 1)
+        redirect = Signal()     # D is squashed; the target (port B's output) goes to D
         kill_lddw = Signal()    # the second slot of lddw, now in D, is not an instruction
         count_it = Signal()
+        to_w = Signal()         # a load finishes X: its data is written back in W
         first = xc == 0
-        # the cycle a memory access is issued; its bounds check is registered into mem_bad
-        # and acted on one cycle later, so the 64-bit address add and window compares feed
-        # only the bus request, not the pipeline's stall/stop logic (a long path otherwise)
-        issue = Mux(ldabs, xc == 1, first)
-        mem_bad = Signal()
-        budget_hit = count == self.budget
+        issue = m_rdy & ~m_went
+        mem_bad = Signal()      # the window check failed at issue: trap (acted on a cycle later)
+        budget_hit = Signal()   # count == budget, kept as a flip-flop
+        wb_en = Signal()
+        wb_idx = Signal(4)
+        wb_data = Signal(64)
 
         dbus, hlp = self.dbus, self.helper
         m.d.comb += [
-            dbus.addr.eq(a32), dbus.size.eq(x_size),
+            dbus.addr.eq(m_addr), dbus.size.eq(x_size),
             dbus.wdata.eq(Mux(is_k(isa.ATOMIC), at_new, b)),
             hlp.id.eq(Mux(is_k(isa.CALLX), a[0:32], x_imm)),
             hlp.arg1.eq(regs[1]), hlp.arg2.eq(regs[2]), hlp.arg3.eq(regs[3]),
@@ -422,25 +473,24 @@ class CPU(wiring.Component):
             m.d.comb += [fin.eq(1), count_it.eq(1)]
             write(x_dst, endr)
         with m.Elif(is_k(isa.LDDW)):
-            with m.If(pc_d >= self.prog_len):
+            with m.If(pc_ir >= self.prog_len):
                 trap(traps.TRAP_PC)
             with m.Elif(insn[0:32] != 0):
-                m.d.comb += [stop.eq(1), stop_trap.eq(traps.TRAP_RESERVED)]
+                trap(traps.TRAP_RESERVED)
             with m.Else():
                 m.d.comb += [fin.eq(1), count_it.eq(1), kill_lddw.eq(1)]
                 write(x_dst, Cat(x_imm, d_imm))
         with m.Elif(is_k(isa.JA) | is_k(isa.JCOND)):
             with m.If(is_k(isa.JA) | taken):
-                with m.If(target_bad):
+                with m.If(x_tbad):
                     trap(traps.TRAP_PC)
                 with m.Else():
-                    m.d.comb += [fin.eq(1), count_it.eq(1), redirect.eq(1),
-                                 redirect_pc.eq(x_target)]
+                    m.d.comb += [fin.eq(1), count_it.eq(1), redirect.eq(1)]
             with m.Else():
                 m.d.comb += [fin.eq(1), count_it.eq(1)]
         with m.Elif(is_load | is_store | ldabs):
-            with m.If(ldabs & (xc == 0)):
-                pass                     # abs_addr is being computed
+            with m.If(~m_rdy):
+                pass                     # the address is being computed
             with m.Elif(mem_bad):
                 with m.If(ldabs):
                     # the kernel ends a legacy packet load outside the packet with r0 = 0
@@ -454,11 +504,11 @@ class CPU(wiring.Component):
                     with m.If(dbus.err):
                         trap(traps.TRAP_MEM)
                     with m.Else():
-                        m.d.comb += [fin.eq(1), count_it.eq(1)]
-                        with m.If(~is_store):
-                            write(Mux(ldabs, 0, x_dst), ld_ext)
+                        m.d.comb += [fin.eq(1), count_it.eq(1), to_w.eq(~is_store)]
         with m.Elif(is_k(isa.ATOMIC)):
-            with m.If(mem_bad):
+            with m.If(~m_rdy):
+                pass
+            with m.Elif(mem_bad):
                 trap(traps.TRAP_MEM)
             with m.Else():
                 m.d.comb += [dbus.valid.eq(Mux(issue, win_ok, 1)), dbus.lock.eq(1),
@@ -474,13 +524,13 @@ class CPU(wiring.Component):
         with m.Elif(is_k(isa.CALL) & (x_src == isa.BPF_PSEUDO_CALL)):
             with m.If(depth == memmap.MAX_CALL_FRAMES - 1):
                 trap(traps.TRAP_CALL_DEPTH)
-            with m.Elif(target_bad):
+            with m.Elif(x_tbad):
                 trap(traps.TRAP_PC)
             with m.Else():
                 m.d.comb += [fin.eq(1), count_it.eq(1), redirect.eq(1),
-                             redirect_pc.eq(x_target),
                              fr_wp.addr.eq(depth), fr_wp.en.eq(1),
-                             fr_wp.data.eq(Cat((x_pc + 1)[0:pw + 1], regs[6], regs[7], regs[8], regs[9]))]
+                             fr_wp.data.eq(Cat((x_pc + 1)[0:pw + 1], regs[6], regs[7],
+                                               regs[8], regs[9]))]
                 m.d.sync += [depth.eq(depth + 1), regs[10].eq(regs[10] - memmap.STACK_FRAME)]
         with m.Elif(is_k(isa.CALL) | is_k(isa.CALLX)):
             m.d.comb += hlp.req.eq(1)
@@ -495,8 +545,8 @@ class CPU(wiring.Component):
             with m.If(depth == 0):
                 m.d.comb += stop.eq(1)
             with m.Else():
-                m.d.comb += [fin.eq(1), redirect.eq(1),
-                             fr_rp.addr.eq(depth - 1), redirect_pc.eq(fr_rp.data[0:pw + 1])]
+                # x_target is the return pc D read from the top frame
+                m.d.comb += [fin.eq(1), redirect.eq(1)]
                 rest = fr_rp.data[pw + 1:]
                 m.d.sync += [depth.eq(depth - 1),
                              regs[10].eq(regs[10] + memmap.STACK_FRAME)]
@@ -505,42 +555,92 @@ class CPU(wiring.Component):
             trap(traps.TRAP_ILLEGAL)
 
         # multi-cycle bookkeeping
+        is_mem = is_load | is_store | ldabs | is_k(isa.ATOMIC)
+        m.d.sync += at_p1_first.eq(0)
         with m.If(x_valid & ~fin & ~stop):
             m.d.sync += xc.eq(xc + 1)
-            with m.If(issue & ~win_ok & (is_load | is_store | ldabs | is_k(isa.ATOMIC))):
-                m.d.sync += mem_bad.eq(1)
-            with m.If(is_k(isa.ATOMIC) & dbus.ready):
-                m.d.sync += [at_phase.eq(1), at_old.eq(ld_data)]
+            with m.If(~m_rdy):
+                m.d.sync += [m_rdy.eq(1), m_addr.eq(agu_addr), m_hiok.eq(agu_hiok)]
+            with m.Elif(issue):
+                m.d.sync += m_went.eq(1)
+                with m.If(~win_ok & is_mem):
+                    m.d.sync += mem_bad.eq(1)
+            with m.If(is_k(isa.ATOMIC) & dbus.ready & ~at_phase):
+                m.d.sync += [at_phase.eq(1), at_p1_first.eq(1), m_went.eq(0)]
         with m.Else():
-            m.d.sync += [xc.eq(0), at_phase.eq(0), mem_bad.eq(0)]
+            m.d.sync += [xc.eq(0), at_phase.eq(0), mem_bad.eq(0), m_went.eq(0)]
 
         # ------------------------------------------------------------------ commit
         for i in range(10):
-            with m.If(wb_en & (wb_idx == i) & running & ~(stop & (stop_trap != 0))):
+            with m.If(wb_en & (wb_idx == i) & running):
                 m.d.sync += regs[i].eq(wb_data)
-        with m.If(count_it & running & ~(stop & (stop_trap != 0))):
+            with m.Elif(w_valid & (w_idx == i)):
+                m.d.sync += regs[i].eq(w_data)
+        with m.If(wb_en):
+            m.d.sync += last_wb.eq(wb_data)
+        m.d.sync += w_valid.eq(0)
+        with m.If(to_w & running):
+            m.d.sync += [w_valid.eq(1), w_idx.eq(Mux(ldabs, 0, x_dst)), w_size.eq(x_size),
+                         w_sx.eq(is_k(isa.LDXSX)), w_abs.eq(ldabs)]
+        with m.If(count_it & running):
             m.d.sync += count.eq(count + 1)
+        cnt1 = Signal(32)
+        m.d.comb += cnt1.eq(count + 1)
+        m.d.sync += budget_hit.eq(Mux(count_it, cnt1 == self.budget, count == self.budget))
 
-        advance = running & fin & ~stop
-        kill_d = kill_lddw | redirect
+        # the load in X is written back in W: an instruction in D that reads its register
+        # (or reads registers directly in X: calls, exit, atomics) waits one cycle
+        x_ld = x_valid & (is_load | ldabs)
+        x_ld_dst = Mux(ldabs, 0, x_dst)
+        hazard = Signal()
+        m.d.comb += hazard.eq(ir_valid & x_ld & (
+            (ia == x_ld_dst) | (~use_imm & (d_src == x_ld_dst))
+            | dk(isa.CALL) | dk(isa.CALLX) | dk(isa.EXIT) | dk(isa.ATOMIC)))
+
+        d_abs = dk(isa.LDABS) | dk(isa.LDIND)
+        nf_a = wb_en & (wb_idx == ia)
+
+        def front_advance():
+            m.d.comb += [fa_addr.eq(pc_b + 1), pa.en.eq(1)]
+            m.d.sync += [ir.eq(pa.data), pc_ir.eq(pc_b), ir_valid.eq(1), pc_b.eq(pc_b + 1)]
+
         with m.If(self.start & ~running):
-            m.d.comb += [pm_rp.addr.eq(0), pm_rp.en.eq(1)]
-            m.d.sync += [pc_d.eq(0), running.eq(1), x_valid.eq(0), count.eq(0), cycles.eq(0),
-                         trap_r.eq(0), trap_pc_r.eq(0), depth.eq(0)]
+            m.d.comb += [fa_addr.eq(0), pa.en.eq(1)]
+            m.d.sync += [pc_b.eq(0), ir_valid.eq(0), running.eq(1), x_valid.eq(0),
+                         w_valid.eq(0), count.eq(0), cycles.eq(0), trap_r.eq(0),
+                         trap_pc_r.eq(0), depth.eq(0), budget_hit.eq(self.budget == 0)]
             for i in range(11):
                 m.d.sync += regs[i].eq({1: self.r1_init, 2: self.r2_init,
                                         10: memmap.frame_top(0)}.get(i, 0))
-        with m.Elif(advance):
-            nxt = Mux(redirect, redirect_pc, pc_d + 1)
-            m.d.comb += [pm_rp.addr.eq(nxt), pm_rp.en.eq(1)]
-            m.d.sync += [pc_d.eq(nxt), x_valid.eq(~kill_d), x_pc.eq(pc_d),
-                         x_kind.eq(dec.kind), x_op.eq(dec.op), x_is64.eq(dec.is64),
-                         x_srcx.eq(dec.srcx), x_size.eq(dec.size), x_signed.eq(dec.signed),
-                         x_swap.eq(dec.swap), x_trap.eq(d_trap), x_dst.eq(d_dst),
-                         x_src.eq(d_src), x_off.eq(d_off), x_imm.eq(d_imm), x_a.eq(a_val),
-                         x_b.eq(b_val), x_target.eq(d_target)]
+        with m.Elif(~running):
+            m.d.comb += [fa_addr.eq(self.pm_addr), pa.en.eq(0)]
+        with m.Elif(fin & ~stop):
+            with m.If(redirect):
+                # the target was read on port B while the branch was in D
+                m.d.comb += [fa_addr.eq(x_target + 1), pa.en.eq(1)]
+                m.d.sync += [x_valid.eq(0), ir.eq(pb.data), pc_ir.eq(x_target),
+                             ir_valid.eq(1), pc_b.eq(x_target + 1)]
+            with m.Elif(kill_lddw):
+                m.d.sync += x_valid.eq(0)
+                front_advance()
+            with m.Elif(hazard):
+                m.d.sync += x_valid.eq(0)
+                m.d.comb += pa.en.eq(0)
+            with m.Else():
+                front_advance()
+                m.d.sync += [x_valid.eq(ir_valid), x_pc.eq(pc_ir),
+                             x_kind.eq(dec.kind), x_op.eq(dec.op), x_is64.eq(dec.is64),
+                             x_srcx.eq(dec.srcx), x_size.eq(dec.size), x_signed.eq(dec.signed),
+                             x_swap.eq(dec.swap), x_trap.eq(d_trap), x_dst.eq(d_dst),
+                             x_src.eq(d_src), x_off.eq(d_off), x_imm.eq(d_imm), x_a.eq(a_val),
+                             x_b.eq(b_val), fwd_a.eq(nf_a),
+                             fwd_b.eq(wb_en & (wb_idx == d_src) & ~use_imm),
+                             x_target.eq(Mux(dk(isa.EXIT), ret_pc, d_target[0:pw + 1])),
+                             x_tbad.eq(d_tbad & ~dk(isa.EXIT)),
+                             m_rdy.eq(~nf_a & ~d_abs), m_addr.eq(d_lo[0:32]),
+                             m_hiok.eq(d_hiok)]
         with m.Else():
-            m.d.comb += pm_rp.en.eq(0)
+            m.d.comb += pa.en.eq(0)
         with m.If(running & stop):
             m.d.sync += [running.eq(0), x_valid.eq(0), trap_r.eq(stop_trap),
                          trap_pc_r.eq(Mux(stop_trap != 0, x_pc, 0))]
