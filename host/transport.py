@@ -1,0 +1,247 @@
+"""Transports to a Wishbone control port, compatible with LiteX's host bridges, so LiteX's own
+`litex_server` / `RemoteClient` can talk to our gateware and our host code to LiteX's.
+
+- UART bridge (LiteX ``UARTBone``): a device path (``/dev/ttyUSB1``, ``/dev/ttyUSB1@115200``)
+  or any pyserial URL (``socket://127.0.0.1:PORT`` for the simulated board). Commands:
+  ``0x01`` write / ``0x02`` read, a length byte (words), a 32-bit big-endian *word* address,
+  then big-endian 32-bit words. No framing: a lost byte shifts the stream, so after a timeout
+  the client waits for the bridge's idle reset (LiteX resets its parser after 100 ms without
+  bytes), drops what is buffered, and retries. Reads are retried; writes are not (the
+  integrity of what a write stored is checked above this layer, against a checksum the
+  hardware computes).
+- Etherbone over UDP (``udp://HOST[:PORT]``, port 1234 by default): one packet per request,
+  byte addresses, as LiteEth's Etherbone core and LiteX's RemoteClient use.
+
+Both give ``read(word_addr, n) -> list[int]`` and ``write(word_addr, words)``.
+"""
+from __future__ import annotations
+
+import random
+import socket
+import struct
+import time
+
+from bpfpga.errors import TargetError
+
+MAX_BURST = 255
+UART_IDLE_RESET = 0.15        # > LiteX UARTBone's 100 ms parser timeout
+ETHERBONE_PORT = 1234
+EB_MAGIC = 0x4E6F
+
+
+class Transport:
+    url = "?"
+
+    def read(self, addr: int, n: int, retry: bool = True) -> list[int]:
+        raise NotImplementedError
+
+    def write(self, addr: int, words) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class UartBridge(Transport):
+    def __init__(self, url: str, timeout: float = 2.0, retries: int = 3, port=None):
+        self.url = url
+        self.timeout = timeout
+        self.retries = retries
+        if port is not None:
+            self.port = port
+            return
+        import serial
+        target, baud = url, 115200
+        if "@" in url and not url.startswith(("socket://", "rfc2217://", "loop://")):
+            target, b = url.rsplit("@", 1)
+            baud = int(b)
+        try:
+            self.port = serial.serial_for_url(target, baudrate=baud, timeout=timeout)
+        except (serial.SerialException, OSError, ValueError) as e:
+            raise TargetError(f"cannot open {url}: {e}") from None
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.port.write(data)
+        except OSError as e:
+            raise TargetError(f"{self.url}: the link is broken ({e})") from None
+
+    def write(self, addr: int, words) -> None:
+        words = [w & 0xFFFFFFFF for w in words]
+        out = bytearray()
+        for i in range(0, len(words), MAX_BURST):
+            chunk = words[i:i + MAX_BURST]
+            out += struct.pack(">BBI", 0x01, len(chunk), addr + i)
+            out += struct.pack(f">{len(chunk)}I", *chunk)
+        self._send(bytes(out))
+
+    def _resync(self) -> None:
+        time.sleep(UART_IDLE_RESET)
+        try:
+            self.port.reset_input_buffer()
+        except OSError:
+            pass
+
+    def read(self, addr: int, n: int, retry: bool = True) -> list[int]:
+        if n <= 0:
+            return []
+        req = bytearray()
+        for i in range(0, n, MAX_BURST):
+            req += struct.pack(">BBI", 0x02, min(MAX_BURST, n - i), addr + i)
+        tries = self.retries if retry else 1
+        got = b""
+        for _ in range(tries):
+            self._send(bytes(req))
+            try:
+                got = self.port.read(4 * n)
+            except OSError as e:
+                raise TargetError(f"{self.url}: the link is broken ({e})") from None
+            if len(got) == 4 * n:
+                return list(struct.unpack(f">{n}I", got))
+            self._resync()
+        raise TargetError(f"{self.url}: no answer from the board ({len(got)} of {4 * n} bytes "
+                          f"after {tries} tries of {self.timeout} s); is it powered, "
+                          f"flashed and connected?")
+
+    def close(self) -> None:
+        try:
+            self.port.close()
+        except OSError:
+            pass
+
+
+def eb_packet(writes: tuple[int, list[int]] | None = None,
+              reads: tuple[int, list[int]] | None = None, probe: bool = False) -> bytes:
+    """One Etherbone packet with one record: writes = (base byte address, words), reads =
+    (return base address, byte addresses to read)."""
+    flags = 0x10 | (0x01 if probe else 0)            # version 1, probe flag
+    hdr = struct.pack(">HBBI", EB_MAGIC, flags, 0x44, 0)
+    if probe:
+        return hdr
+    wc = len(writes[1]) if writes else 0
+    rc = len(reads[1]) if reads else 0
+    rec = struct.pack(">BBBB", 0, 0x0F, wc, rc)
+    body = b""
+    if wc:
+        body += struct.pack(f">I{wc}I", writes[0], *[w & 0xFFFFFFFF for w in writes[1]])
+    if rc:
+        body += struct.pack(f">I{rc}I", reads[0], *reads[1])
+    return hdr + rec + body
+
+
+def eb_parse(data: bytes) -> list[tuple[int, int, int, list[int], list[int]]]:
+    """Records of an Etherbone packet: (wcount, rcount, base, write words, read addresses)."""
+    if len(data) < 8:
+        raise ValueError("short Etherbone packet")
+    magic, flags, sizes, _ = struct.unpack_from(">HBBI", data, 0)
+    if magic != EB_MAGIC:
+        raise ValueError(f"bad Etherbone magic 0x{magic:04x}")
+    out = []
+    o = 8
+    while o + 4 <= len(data):
+        _, _, wc, rc = struct.unpack_from(">BBBB", data, o)
+        o += 4
+        wbase = 0
+        words: list[int] = []
+        raddrs: list[int] = []
+        rbase = 0
+        if wc:
+            wbase, *words = struct.unpack_from(f">I{wc}I", data, o)
+            o += 4 * (wc + 1)
+        if rc:
+            rbase, *raddrs = struct.unpack_from(f">I{rc}I", data, o)
+            o += 4 * (rc + 1)
+        out.append((wc, rc, wbase if wc else rbase, list(words), list(raddrs)))
+    return out
+
+
+class Etherbone(Transport):
+    def __init__(self, url: str, timeout: float = 1.0, retries: int = 3):
+        self.url = url
+        self.timeout = timeout
+        self.retries = retries
+        rest = url[len("udp://"):]
+        host, _, port = rest.partition(":")
+        self.addr = (host, int(port) if port else ETHERBONE_PORT)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.settimeout(timeout)
+
+    def write(self, addr: int, words) -> None:
+        words = list(words)
+        for i in range(0, len(words), MAX_BURST):
+            chunk = words[i:i + MAX_BURST]
+            self.sock.sendto(eb_packet(writes=(4 * (addr + i), chunk)), self.addr)
+
+    def read(self, addr: int, n: int, retry: bool = True) -> list[int]:
+        out: list[int] = []
+        for i in range(0, n, MAX_BURST):
+            cnt = min(MAX_BURST, n - i)
+            pkt = eb_packet(reads=(0, [4 * (addr + i + j) for j in range(cnt)]))
+            for attempt in range(self.retries if retry else 1):
+                self.sock.sendto(pkt, self.addr)
+                try:
+                    data, _ = self.sock.recvfrom(65536)
+                    recs = eb_parse(data)
+                    if recs and recs[0][0] == cnt:
+                        out += recs[0][3]
+                        break
+                except (socket.timeout, ValueError, struct.error):
+                    continue
+            else:
+                raise TargetError(f"{self.url}: no Etherbone answer from the board after "
+                                  f"{self.retries} tries of {self.timeout} s")
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class FaultyPort:
+    """A pyserial-like port that drops and corrupts bytes on the way out and back, for tests
+    of what the host does when the link is bad. Deterministic (seeded)."""
+
+    def __init__(self, port, drop: float = 0.0, corrupt: float = 0.0, seed: int = 1,
+                 tx: bool = True, rx: bool = True):
+        self.port = port
+        self.drop = drop
+        self.corrupt = corrupt
+        self.rng = random.Random(seed)
+        self.tx, self.rx = tx, rx
+        self.dropped = 0
+        self.corrupted = 0
+
+    def _mangle(self, data: bytes) -> bytes:
+        out = bytearray()
+        for b in data:
+            r = self.rng.random()
+            if r < self.drop:
+                self.dropped += 1
+                continue
+            if r < self.drop + self.corrupt:
+                self.corrupted += 1
+                b ^= 1 << self.rng.randrange(8)
+            out.append(b)
+        return bytes(out)
+
+    def write(self, data: bytes) -> int:
+        self.port.write(self._mangle(data) if self.tx else data)
+        return len(data)
+
+    def read(self, n: int) -> bytes:
+        data = self.port.read(n)
+        return self._mangle(data) if self.rx else data
+
+    def reset_input_buffer(self) -> None:
+        self.port.reset_input_buffer()
+
+    def close(self) -> None:
+        self.port.close()
+
+    def __getattr__(self, name):
+        return getattr(self.port, name)
+
+
+def open_transport(url: str, timeout: float = 2.0, retries: int = 3) -> Transport:
+    if url.startswith("udp://"):
+        return Etherbone(url, timeout=min(timeout, 1.0), retries=retries)
+    return UartBridge(url, timeout=timeout, retries=retries)
