@@ -31,6 +31,10 @@ class Region:
     cpus: int                # 1, or the CPU count for per-CPU maps
     key_base: int = 0
     key_stride: int = 0
+    # hardware layout only (hw_layout): hash/LPM/DEVMAP metadata (u32 count, 4 pad, one state
+    # byte per slot) and the hash table's slot count (a power of two)
+    meta_base: int = 0
+    nslots: int = 0
 
     @property
     def handle(self) -> int:
@@ -120,3 +124,66 @@ def resolve_lddw(img: Image, ins: isa.Insn, pc: int) -> int:
         return r.value_addr(0) + off
     raise LoadError(f"instruction {pc}: lddw with src_reg {ins.src} is not supported "
                     f"(only maps and map values)")
+
+
+# ---------------------------------------------------------------------------- hardware layout
+HW_HASH = {1, 5, 9, 10}
+HW_LPM = 11
+HW_SLOT_TYPES = {3, 12, 14}          # PROG_ARRAY, ARRAY_OF_MAPS, DEVMAP
+HW_TYPES = {2, 6} | HW_HASH | {HW_LPM} | HW_SLOT_TYPES
+
+
+def hw_layout(obj: BpfObject, ncpus: int, map_size: int) -> tuple[Image, int]:
+    """The map layout of the hardware engine (hdl/xdp.py): values of every map first (the
+    program-visible window, whose length is returned with the image), then keys and metadata
+    (reachable by the helper units and the host only, so a stray program store cannot break a
+    hash table). Hash maps are open-addressing tables of a power-of-two slot count >=
+    max_entries, with a value and a key per slot; LPM tries keep their entries dense (slot <
+    count)."""
+    img = Image(obj, ncpus=ncpus)
+    addr = memmap.MAP_BASE
+    for md in obj.maps:
+        if md.type not in HW_TYPES:
+            raise LoadError(f"map '{md.name}': map type {md.type_name} is not supported by "
+                            f"the hardware engine")
+        stride = 8 if md.type in HW_SLOT_TYPES else _round8(md.value_size)
+        slots = value_slots(md)
+        if md.type in HW_HASH:
+            slots = 1 << (slots - 1).bit_length()
+        r = Region(len(img.regions), md, addr, stride, slots, ncpus if md.percpu else 1)
+        r.nslots = slots
+        addr = (addr + stride * slots * r.cpus + 63) & ~63
+        img.regions.append(r)
+        img.by_name[md.name] = r
+    map_len = addr - memmap.MAP_BASE
+    for r in img.regions:
+        md = r.md
+        if md.type in HW_HASH or md.type == HW_LPM:
+            r.key_stride = _round8(md.key_size)
+            r.key_base = addr
+            addr = (addr + r.key_stride * r.slots + 63) & ~63
+        if md.type in HW_HASH or md.type in (HW_LPM, 14):
+            r.meta_base = addr
+            addr = (addr + 8 + r.slots + 63) & ~63
+    img.size = addr - memmap.MAP_BASE
+    if img.size > map_size:
+        big = max(img.regions, key=lambda r: r.stride * r.slots * r.cpus + r.key_stride * r.slots)
+        raise LoadError(f"the maps of {obj.path} need {img.size} bytes of map memory; the "
+                        f"engine has {map_size}: shrink the largest, '{big.md.name}' "
+                        f"({big.md.type_name}, {big.md.max_entries} entries), with "
+                        f"--map-size {big.md.name}=ENTRIES")
+    return img, map_len
+
+
+def hw_descriptor(r: Region) -> list[int]:
+    """The 8 descriptor words of a map (hdl/control.py D_*)."""
+    md = r.md
+    off = memmap.MAP_BASE
+    return [md.type | (md.key_size & 0xFF) << 8 | (md.value_size & 0xFFFF) << 16,
+            md.max_entries,
+            r.base - off,
+            r.stride | r.key_stride << 16,
+            r.stride * r.slots,
+            (r.key_base - off) if r.key_base else 0,
+            (r.meta_base - off) if r.meta_base else 0,
+            max(r.nslots, 1) - 1]

@@ -1,0 +1,79 @@
+"""The control port's register map: the contract between the engine (hdl/xdp.py) and the host
+library (host/device.py). Pure constants, no Amaranth: the host imports it.
+
+Wishbone B4 classic, 32-bit data, WORD addresses (as LiteX's UART bridge and Etherbone use
+them), ``ADR_BITS`` wide. docs/registers.md is the prose version of this file.
+"""
+ADR_BITS = 20
+IDENT = 0x62706658            # "bpfX": the XDP engine (the stand-in answers 0x62706653)
+VERSION = 1
+
+# regions (word addresses)
+REGS = 0x00000                # registers, below
+COUNTERS = 0x10000            # 32-bit counters, index below
+MAPDESC = 0x20000             # map descriptors: map n at MAPDESC + 8 n, 8 words
+PM_STAGE = 0x30000            # program staging memory: slot s = words 2 s (low), 2 s + 1 (high)
+INJ_RING = 0x40000            # inject ring: 64-bit word i = words 2 i, 2 i + 1
+OUT_RING = 0x50000            # output ring (PASS towards the host, or every packet in capture)
+MAPMEM = 0x80000              # map memory: word w = bytes 4 w .. 4 w + 3 of the map window
+
+# registers (REGS + n)
+R_IDENT, R_VERSION, R_INFO, R_MAP_BYTES, R_PKT_BYTES, R_INJ_WORDS, R_OUT_WORDS, R_NS_PER_CYCLE = range(8)
+R_CTRL = 8          # rw: bit 0 ENABLE (start programs), bit 1 CAPTURE (every result to the ring),
+                    #     bit 2 CLEAR counters (self-clearing)
+R_STATUS = 9        # r: bit 0 IDLE (no core runs a program), bit 1 COMMIT busy, bit 2 CHECK busy,
+                    #    bits 8.. lanes holding a packet
+R_PROG_LEN = 10     # r: slots of the committed program image
+R_BUDGET = 11       # rw: instruction budget per program run
+R_MAP_LEN = 12      # rw: bytes of map memory programs may access (values); above: keys, metadata
+R_NMAPS = 13        # rw: maps in the descriptor table
+R_CHECK = 14        # w: n -> CRC-32 of staging slots [0, n) into R_CRC (R_STATUS bit 2 while busy)
+R_CRC = 15          # r
+R_COMMIT = 16       # w: n -> between packets, copy staging [0, n) into every core, PROG_LEN = n
+R_COMMITS = 17      # r: commits done (the host waits for it to move)
+R_INJ_WR = 18       # rw: inject ring write index (64-bit words, free running mod 2^16)
+R_INJ_RD = 19       # r
+R_OUT_WR = 20       # r: output ring write index (whole records only)
+R_OUT_RD = 21       # rw
+R_KTIME_LO, R_KTIME_HI = 22, 23   # r: the engine clock (ns)
+R_SEED = 24         # w: get_prandom_u32 state of every core
+
+CTRL_ENABLE, CTRL_CAPTURE, CTRL_CLEAR = 1, 2, 4
+
+# counters (COUNTERS + n)
+C_VERDICT = 0                 # + XDP_ABORTED .. XDP_REDIRECT
+C_RX = 8                      # + input (ports 0..P-1, then the inject ring): frames started
+C_TX = 16                     # + port: frames sent
+C_RUNT = 24                   # frames shorter than 14 bytes, dropped
+C_OVERSIZE = 25               # frames longer than the packet buffer takes, dropped
+C_NOBUF = 26                  # frames dropped because every packet buffer was busy
+C_HOST_DROP = 27              # results dropped because the output ring was full
+C_HOST = 28                   # records written to the output ring
+C_TAILCALL = 29               # tail calls taken
+C_TRAP = 32                   # + trap reason (bpfpga/traps.py)
+C_BUSY = 48                   # + core: cycles spent running programs
+C_PKTS = 56                   # + core: packets run
+N_COUNTERS = 64
+
+# output ring record: 4 header words (64-bit) then the packet, 8 bytes a word
+#   h0: len[0:16] verdict[16:19] trap[20:24] in_port[24:28] core[28:32] redirect[32:64]
+#   h1: r0
+#   h2: trap_pc[0:32] insns[32:64]
+#   h3: cycles[0:32] tailcalls[32:40] seq[40:64]
+HDR_WORDS = 4
+
+# inject ring record: 1 header word then the frame, 8 bytes a word
+#   h0: len[0:16] in_port[16:20] (0..P-1 a port, P the host; the ingress ifindex is in_port + 1)
+INJ_HDR_WORDS = 1
+
+# map descriptor words
+D_TYPE = 0        # type[0:8] key_size[8:16] value_size[16:32]
+D_MAX = 1         # max_entries
+D_BASE = 2        # offset of value slot 0 in map memory
+D_STRIDE = 3      # stride[0:16] key_stride[16:32]
+D_CPU_STRIDE = 4  # bytes between the per-core blocks of values
+D_KEY_BASE = 5    # offset of key slot 0 (hash, LPM)
+D_META = 6        # offset of metadata: u32 count, 4 pad, then one state byte per slot
+D_MASK = 7        # hash table slots - 1 (a power of two minus one)
+
+SLOT_EMPTY, SLOT_VALID, SLOT_DELETED = 0, 1, 2

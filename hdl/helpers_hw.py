@@ -1,0 +1,748 @@
+"""The helper unit of one core: every XDP helper bpfpga supports, in hardware.
+
+The CPU raises ``helper.req`` and waits; the unit then owns the core's data bus (the engine
+multiplexes its ``bus`` onto the core's window router while ``req`` is high), reads keys and
+values where the program keeps them (stack, packet, map memory), works on map memory through
+the shared arbiter (holding ``lock`` for a whole map operation, so two cores never interleave
+an update), and acks with r0. It also owns the packet pointers (data, data_end, data_meta)
+that xdp_adjust_head/meta/tail move, and records tail-call and redirect requests for the lane.
+
+Semantics follow sim/xdp.py and sim/maps.py (the kernel's, see docs/xdp.md); hash maps are
+open-addressing tables in the layout of compiler/link.py's hw_layout.
+"""
+from __future__ import annotations
+
+from amaranth import *
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from bpfpga import memmap, traps
+from bpfpga.hdl import control as C
+from bpfpga.hdl.bus import DataBusSignature, HelperSignature
+from bpfpga.hdl.maps_hw import hdl_hash_final
+from bpfpga.obj import (BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_DEVMAP,
+                        BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_LRU_HASH,
+                        BPF_MAP_TYPE_LRU_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY,
+                        BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PROG_ARRAY)
+
+M64 = (1 << 64) - 1
+EINVAL, ENOENT, E2BIG, EEXIST, EACCES = 22, 2, 7, 17, 13
+TAILROOM = 320
+XDP_FRAME_SIZE = 40
+ETH_HLEN = 14
+MAX_TAIL_CALLS = 33
+
+# helper ids (enum bpf_func_id)
+H_LOOKUP, H_UPDATE, H_DELETE, H_KTIME, H_PRANDOM, H_SMP_ID = 1, 2, 3, 5, 7, 8
+H_TAIL_CALL, H_REDIRECT, H_CSUM_DIFF = 12, 23, 28
+H_ADJUST_HEAD, H_REDIRECT_MAP, H_ADJUST_META, H_ADJUST_TAIL, H_KTIME_BOOT = 44, 51, 54, 65, 125
+SUPPORTED = {H_LOOKUP: "map_lookup_elem", H_UPDATE: "map_update_elem",
+             H_DELETE: "map_delete_elem", H_KTIME: "ktime_get_ns",
+             H_PRANDOM: "get_prandom_u32", H_SMP_ID: "get_smp_processor_id",
+             H_TAIL_CALL: "tail_call", H_REDIRECT: "redirect", H_CSUM_DIFF: "csum_diff",
+             H_ADJUST_HEAD: "xdp_adjust_head", H_REDIRECT_MAP: "redirect_map",
+             H_ADJUST_META: "xdp_adjust_meta", H_ADJUST_TAIL: "xdp_adjust_tail",
+             H_KTIME_BOOT: "ktime_get_boot_ns"}
+HASH_TYPES = (BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_HASH,
+              BPF_MAP_TYPE_LRU_PERCPU_HASH)
+
+# where a shared routine (copy / zero) returns to
+RET_ACK, RET_INS_VAL, RET_INS_STATE, RET_MM_DONE, RET_TAIL_DONE = range(5)
+
+
+def _neg(e):
+    return (-e) & M64
+
+
+class HelperUnit(wiring.Component):
+    def __init__(self, cfg, core: int):
+        self.cfg = cfg
+        self.core = core
+        self.kw = (cfg.max_key + 7) // 8
+        super().__init__({
+            "helper": In(HelperSignature),
+            "bus": Out(DataBusSignature),
+            "desc_addr": Out(range(cfg.max_maps)),
+            "desc_data": In(256),
+            "nmaps": In(8),
+            "map_len": In(29),
+            "cpu_r0": In(64),
+            "ktime": In(64),
+            "seed_we": In(1),
+            "seed": In(32),
+            # per packet
+            "new_packet": In(1),
+            "pkt_len": In(16),
+            "data": Out(32),
+            "data_end": Out(32),
+            "data_meta": Out(32),
+            "tail_pending": Out(1),
+            "tail_prog": Out(16),
+            "tail_clear": In(1),
+            "tailcalls": Out(8),
+            "redirect": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        h, bus = self.helper, self.bus
+        KW = self.kw
+
+        # ------------------------------------------------------------- packet pointers
+        data, data_end, data_meta = self.data, self.data_end, self.data_meta
+        hard_end = memmap.PKT_BASE + cfg.pkt_bytes - TAILROOM
+        tcount = Signal(8)
+        m.d.comb += self.tailcalls.eq(tcount)
+        with m.If(self.new_packet):
+            start = memmap.PKT_BASE + memmap.PKT_HEADROOM
+            m.d.sync += [data.eq(start), data_meta.eq(start), data_end.eq(start + self.pkt_len),
+                         tcount.eq(0), self.redirect.eq(0), self.tail_pending.eq(0)]
+        with m.If(self.tail_clear):
+            m.d.sync += self.tail_pending.eq(0)
+
+        rng = Signal(32, init=0x2545F491)
+        with m.If(self.seed_we):
+            m.d.sync += rng.eq(self.seed)
+
+        # ------------------------------------------------------------- working registers
+        op = Signal(32)
+        a1, a2, a3, a4, a5 = (Signal(64, name=f"a{i}") for i in range(1, 6))
+        res = Signal(64)
+        trap = Signal(4)
+        ex = Signal()
+        mapn = Signal(range(cfg.max_maps))
+        d = Signal(256)
+        dtype = d[0:8]
+        ksz = d[8:16]
+        vsz = d[16:32]
+        maxe = d[32:64]
+        base = d[64:96]
+        stride = d[96:112]
+        kstride = d[112:128]
+        cpustride = d[128:160]
+        kbase = d[160:192]
+        meta = d[192:224]
+        mask = d[224:256]
+        K = Array(Signal(64, name=f"k{i}") for i in range(KW))
+        ki = Signal(range(KW + 1))
+        hacc = Signal(64)
+        s = Signal(32)              # slot
+        probes = Signal(32)
+        found = Signal()
+        free = Signal(32)
+        free_ok = Signal()
+        st = Signal(8)
+        cnt = Signal(32)
+        tmp = Signal(64)
+        imode = Signal(2)           # insert: 0 new, 1 new + evict, 2 replace in place
+        ret = Signal(3)
+        cp_src = Signal(32)
+        cp_dst = Signal(32)
+        cp_len = Signal(16)
+        cp_zero = Signal()
+        lpm_i = Signal(32)
+        lpm_p = Signal(32)
+        lpm_ok = Signal()
+        best_ok = Signal()
+        best_p = Signal(32)
+        best_i = Signal(32)
+        cs_a = Signal(48)
+        cs_b = Signal(48)
+        cs_off = Signal(16)
+        mm_i = Signal(8)
+        cpu_i = Signal(8)
+        lock = Signal()
+        m.d.comb += bus.lock.eq(lock)
+
+        kwords = (ksz + 7) >> 3
+        idx32 = K[0][0:32]
+        MAPB = memmap.MAP_BASE
+
+        def value_addr(slot, cpu=self.core):
+            return (MAPB + base + slot * stride + cpustride * cpu)[:32]
+
+        def key_addr(slot, w):
+            return (MAPB + kbase + slot * kstride + (w << 3))[:32]
+
+        def state_addr(slot):
+            return (MAPB + meta + 8 + slot)[:32]
+
+        def win_ok(addr, n):
+            off = addr[0:28]
+            nib = addr[28:32]
+            end = off + n
+            a32 = addr[0:32]
+            return (addr[32:64] == 0) & (
+                ((nib == memmap.STACK_BASE >> 28) & (end <= memmap.STACK_SIZE))
+                | ((nib == memmap.CTX_BASE >> 28) & (end <= 24))
+                | ((nib == memmap.MAP_BASE >> 28) & (end <= self.map_len))
+                | ((a32 >= data_meta) & (a32 + n <= data_end)))
+
+        def handle_ok(v):
+            r = (v - memmap.MAP_HANDLE_BASE)[:32]
+            return ((v[32:64] == 0) & (v[0:32] >= memmap.MAP_HANDLE_BASE) & (r[0:8] == 0)
+                    & (r[8:32] < self.nmaps)), r[8:8 + len(mapn)]
+
+        def access(addr, size, we=0, wdata=0):
+            m.d.comb += [bus.valid.eq(1), bus.addr.eq(addr), bus.size.eq(size), bus.we.eq(we),
+                         bus.wdata.eq(wdata)]
+            return bus.ready
+
+        def finish(value):
+            m.d.sync += res.eq(value)
+            m.next = "ACK"
+
+        def fault(code):
+            m.d.sync += trap.eq(code)
+            m.next = "ACK"
+
+        # byte mask of key word ki (bytes beyond the key read as zero)
+        def kmask(w):
+            nb = Signal(8)
+            mk = Signal(64)
+            m.d.comb += nb.eq(ksz - (w << 3))
+            with m.If(nb >= 8):
+                m.d.comb += mk.eq(M64)
+            with m.Else():
+                m.d.comb += mk.eq((C_ONE64 << (nb << 3)) - 1)
+            return mk
+
+        C_ONE64 = Const(1, 65)
+
+        # copy chunk size for cp_len remaining
+        chunk = Signal(2)
+        with m.If(cp_len >= 8):
+            m.d.comb += chunk.eq(3)
+        with m.Elif(cp_len >= 4):
+            m.d.comb += chunk.eq(2)
+        with m.Elif(cp_len >= 2):
+            m.d.comb += chunk.eq(1)
+        with m.Else():
+            m.d.comb += chunk.eq(0)
+        chunk_n = Signal(4)
+        m.d.comb += chunk_n.eq(1 << chunk)
+
+        # hash of the key words read so far
+        hstep_t = Signal(64)
+        hstep = Signal(64)
+        rword = Signal(64)
+        m.d.comb += [hstep_t.eq(hacc ^ rword),
+                     hstep.eq(hstep_t.rotate_left(29) ^ (hstep_t + (hstep_t >> 11))[:64])]
+        hfin = hdl_hash_final(m, hacc)
+
+        # LPM: byte masks of the compared key word from the stored prefix length
+        def lpm_mask(word, plen):
+            lanes = []
+            for lane in range(8):
+                b = Signal(16, name=f"lpm_b{lane}")
+                pd = Signal(signed(18), name=f"lpm_pd{lane}")
+                mb = Signal(8, name=f"lpm_m{lane}")
+                m.d.comb += [b.eq((word << 3) + lane), pd.eq(plen - ((b - 4) << 3))]
+                with m.If(b < 4):
+                    m.d.comb += mb.eq(0)
+                with m.Elif(pd >= 8):
+                    m.d.comb += mb.eq(0xFF)
+                with m.Elif(pd <= 0):
+                    m.d.comb += mb.eq(0)
+                with m.Else():
+                    m.d.comb += mb.eq((Const(0xFF00, 16) >> pd[0:4])[0:8])
+                lanes.append(mb)
+            return Cat(*lanes)
+
+        neg1 = Signal(64)
+        ktime_r = self.ktime
+
+        # csum folding
+        def fold(v):
+            s1 = Signal(34)
+            s2 = Signal(33)
+            m.d.comb += [s1.eq(v[0:32] + v[32:48]), s2.eq(s1[0:32] + s1[32:34])]
+            return s2[0:32]
+
+        fa = fold(cs_a)
+        fb = fold(cs_b)
+
+        with m.FSM(name="helper"):
+            with m.State("IDLE"):
+                m.d.sync += [trap.eq(0), ex.eq(0), lock.eq(0)]
+                with m.If(h.req):
+                    m.d.sync += [op.eq(h.id), a1.eq(h.arg1), a2.eq(h.arg2), a3.eq(h.arg3),
+                                 a4.eq(h.arg4), a5.eq(h.arg5)]
+                    with m.Switch(h.id):
+                        with m.Case(H_LOOKUP, H_UPDATE, H_DELETE, H_REDIRECT_MAP):
+                            ok, n = handle_ok(h.arg1)
+                            with m.If(ok):
+                                m.d.sync += [mapn.eq(n), lock.eq(1)]
+                                m.next = "DESC0"
+                            with m.Else():
+                                fault(traps.TRAP_HELPER_FAULT)
+                        with m.Case(H_TAIL_CALL):
+                            ok, n = handle_ok(h.arg2)
+                            with m.If(ok):
+                                m.d.sync += [mapn.eq(n), lock.eq(1)]
+                                m.next = "DESC0"
+                            with m.Else():
+                                fault(traps.TRAP_HELPER_FAULT)
+                        with m.Case(H_KTIME, H_KTIME_BOOT):
+                            finish(ktime_r)
+                        with m.Case(H_PRANDOM):
+                            x1 = rng ^ (rng << 13)[:32]
+                            x2 = x1 ^ (x1 >> 17)
+                            x3 = x2 ^ (x2 << 5)[:32]
+                            m.d.sync += rng.eq(x3)
+                            finish(x3)
+                        with m.Case(H_SMP_ID):
+                            finish(self.core)
+                        with m.Case(H_REDIRECT):
+                            with m.If(h.arg2 != 0):
+                                finish(0)
+                            with m.Else():
+                                m.d.sync += self.redirect.eq(h.arg1[0:32])
+                                finish(4)
+                        with m.Case(H_CSUM_DIFF):
+                            m.next = "CS0"
+                        with m.Case(H_ADJUST_HEAD):
+                            m.next = "AH0"
+                        with m.Case(H_ADJUST_META):
+                            m.next = "AM0"
+                        with m.Case(H_ADJUST_TAIL):
+                            m.next = "AT0"
+                        with m.Default():
+                            fault(traps.TRAP_HELPER)
+
+            with m.State("ACK"):
+                m.d.comb += [h.ack.eq(1), h.r0.eq(res), h.trap.eq(trap), h.exit.eq(ex)]
+                m.d.sync += lock.eq(0)
+                m.next = "IDLE"
+
+            # --------------------------------------------------------- descriptors
+            m.d.comb += self.desc_addr.eq(mapn)
+            with m.State("DESC0"):
+                m.next = "DESC1"
+            with m.State("DESC1"):
+                m.d.sync += [d.eq(self.desc_data), ki.eq(0), hacc.eq(self.desc_data[8:16])]
+                m.next = "DISPATCH"
+            with m.State("DISPATCH"):
+                with m.Switch(op):
+                    with m.Case(H_TAIL_CALL):
+                        with m.If(dtype != BPF_MAP_TYPE_PROG_ARRAY):
+                            fault(traps.TRAP_HELPER_FAULT)
+                        with m.Elif((a3[0:32] >= maxe) | (tcount >= MAX_TAIL_CALLS)):
+                            finish(self.cpu_r0)
+                        with m.Else():
+                            m.next = "TC1"
+                    with m.Case(H_REDIRECT_MAP):
+                        with m.If((a3 & ~Const(3 | 8 | 16, 64)) != 0):
+                            finish(0)
+                        with m.Elif((dtype != BPF_MAP_TYPE_DEVMAP) | (a2[0:32] >= maxe)):
+                            finish(a3[0:2])
+                        with m.Else():
+                            m.d.sync += s.eq(a2[0:32])
+                            m.next = "RM1"
+                    with m.Default():
+                        with m.If(~win_ok(a2, ksz)):
+                            fault(traps.TRAP_MEM)
+                        with m.Else():
+                            m.next = "RDKEY"
+
+            # --------------------------------------------------------- tail call
+            with m.State("TC1"):
+                with m.If(access(value_addr(a3[0:32], 0), 3)):
+                    with m.If(bus.rdata == 0):
+                        finish(self.cpu_r0)
+                    with m.Else():
+                        m.d.sync += [self.tail_prog.eq(bus.rdata), self.tail_pending.eq(1),
+                                     tcount.eq(tcount + 1), ex.eq(1)]
+                        finish(self.cpu_r0)
+
+            # --------------------------------------------------------- redirect_map (DEVMAP)
+            with m.State("RM1"):
+                with m.If(access(state_addr(s), 0)):
+                    with m.If(bus.rdata[0:8] == C.SLOT_VALID):
+                        m.next = "RM2"
+                    with m.Else():
+                        finish(a3[0:2])
+            with m.State("RM2"):
+                with m.If(access(value_addr(s, 0), 2)):
+                    m.d.sync += self.redirect.eq(bus.rdata[0:32])
+                    finish(4)
+
+            # --------------------------------------------------------- key
+            with m.State("RDKEY"):
+                with m.If(access((a2 + (ki << 3))[:32], 3)):
+                    mk = kmask(ki)
+                    m.d.comb += rword.eq(bus.rdata & mk)
+                    m.d.sync += [K[ki].eq(rword), hacc.eq(hstep), ki.eq(ki + 1)]
+                    with m.If(ki + 1 >= kwords):
+                        m.next = "KEYED"
+            with m.State("KEYED"):
+                m.d.sync += [s.eq(hfin & mask), probes.eq(0), found.eq(0), free_ok.eq(0),
+                             ki.eq(0)]
+                with m.Switch(dtype):
+                    with m.Case(BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY):
+                        with m.Switch(op):
+                            with m.Case(H_LOOKUP):
+                                with m.If(idx32 < maxe):
+                                    finish(value_addr(idx32))
+                                with m.Else():
+                                    finish(0)
+                            with m.Case(H_UPDATE):
+                                with m.If((a4 & ~Const(4, 64)) > 2):
+                                    finish(_neg(EINVAL))
+                                with m.Elif(idx32 >= maxe):
+                                    finish(_neg(E2BIG))
+                                with m.Elif(a4[0]):
+                                    finish(_neg(EEXIST))
+                                with m.Elif(~win_ok(a3, vsz)):
+                                    fault(traps.TRAP_MEM)
+                                with m.Else():
+                                    m.d.sync += [cp_src.eq(a3), cp_dst.eq(value_addr(idx32)),
+                                                 cp_len.eq(vsz), cp_zero.eq(0), ret.eq(RET_ACK),
+                                                 res.eq(0)]
+                                    m.next = "CP_RD"
+                            with m.Default():
+                                finish(_neg(EINVAL))
+                    with m.Case(BPF_MAP_TYPE_ARRAY_OF_MAPS):
+                        with m.If((op == H_LOOKUP) & (idx32 < maxe)):
+                            m.d.sync += s.eq(idx32)
+                            m.next = "AOM"
+                        with m.Elif(op == H_LOOKUP):
+                            finish(0)
+                        with m.Else():
+                            finish(_neg(EINVAL))
+                    with m.Case(BPF_MAP_TYPE_DEVMAP):
+                        with m.If((op == H_LOOKUP) & (idx32 < maxe)):
+                            m.d.sync += s.eq(idx32)
+                            m.next = "DEVL"
+                        with m.Elif(op == H_LOOKUP):
+                            finish(0)
+                        with m.Else():
+                            finish(_neg(EINVAL))
+                    with m.Case(BPF_MAP_TYPE_PROG_ARRAY):
+                        finish(Mux(op == H_LOOKUP, 0, _neg(EINVAL)))
+                    with m.Case(*HASH_TYPES):
+                        with m.If((op == H_UPDATE) & (((a4 & ~Const(7, 64)) != 0)
+                                                      | (a4[0:2] == 3))):
+                            finish(_neg(EINVAL))
+                        with m.Else():
+                            m.next = "P_ST"
+                    with m.Case(BPF_MAP_TYPE_LPM_TRIE):
+                        with m.If(op == H_LOOKUP):
+                            m.d.sync += [lpm_i.eq(0), best_ok.eq(0)]
+                            m.next = "LPM_CNT"
+                        with m.Else():
+                            fault(traps.TRAP_HELPER_FAULT)
+                    with m.Default():
+                        fault(traps.TRAP_HELPER_FAULT)
+
+            with m.State("AOM"):
+                with m.If(access(value_addr(s, 0), 3)):
+                    finish(bus.rdata)
+            with m.State("DEVL"):
+                with m.If(access(state_addr(s), 0)):
+                    finish(Mux(bus.rdata[0:8] == C.SLOT_VALID, value_addr(s, 0), 0))
+
+            # --------------------------------------------------------- hash probe
+            with m.State("P_ST"):
+                with m.If(access(state_addr(s), 0)):
+                    v = bus.rdata[0:8]
+                    m.d.sync += ki.eq(0)
+                    with m.If(v == C.SLOT_VALID):
+                        m.next = "P_KEY"
+                    with m.Elif(v == C.SLOT_EMPTY):
+                        with m.If(~free_ok):
+                            m.d.sync += [free.eq(s), free_ok.eq(1)]
+                        m.next = "P_END"
+                    with m.Else():
+                        with m.If(~free_ok):
+                            m.d.sync += [free.eq(s), free_ok.eq(1)]
+                        m.next = "P_NEXT"
+            with m.State("P_KEY"):
+                with m.If(access(key_addr(s, ki), 3)):
+                    mk = kmask(ki)
+                    with m.If((bus.rdata & mk) != K[ki]):
+                        m.next = "P_NEXT"
+                    with m.Elif(ki + 1 >= kwords):
+                        m.d.sync += found.eq(1)
+                        m.next = "P_END"
+                    with m.Else():
+                        m.d.sync += ki.eq(ki + 1)
+            with m.State("P_NEXT"):
+                m.d.sync += [probes.eq(probes + 1), s.eq((s + 1) & mask)]
+                with m.If(probes >= mask):
+                    m.next = "P_END"
+                with m.Else():
+                    m.next = "P_ST"
+            with m.State("P_END"):
+                percpu = (dtype == BPF_MAP_TYPE_PERCPU_HASH) | (
+                    dtype == BPF_MAP_TYPE_LRU_PERCPU_HASH)
+                lru = (dtype == BPF_MAP_TYPE_LRU_HASH) | (dtype == BPF_MAP_TYPE_LRU_PERCPU_HASH)
+                with m.Switch(op):
+                    with m.Case(H_LOOKUP):
+                        finish(Mux(found, value_addr(s), 0))
+                    with m.Case(H_DELETE):
+                        with m.If(found):
+                            m.d.sync += res.eq(0)
+                            m.next = "DEL_ST"
+                        with m.Else():
+                            finish(_neg(ENOENT))
+                    with m.Case(H_UPDATE):
+                        with m.If(found & (a4[0:2] == 1)):
+                            finish(_neg(EEXIST))
+                        with m.Elif(found):
+                            with m.If(~win_ok(a3, vsz)):
+                                fault(traps.TRAP_MEM)
+                            with m.Else():
+                                m.d.sync += [cp_src.eq(a3), cp_dst.eq(value_addr(s)),
+                                             cp_len.eq(vsz), cp_zero.eq(0), ret.eq(RET_ACK),
+                                             res.eq(0)]
+                                m.next = "CP_RD"
+                        with m.Elif(a4[0:2] == 2):
+                            finish(_neg(ENOENT))
+                        with m.Elif(~win_ok(a3, vsz)):
+                            fault(traps.TRAP_MEM)
+                        with m.Else():
+                            m.next = "CNT_RD"
+                    with m.Default():
+                        finish(0)
+            # insert a new key: the entry count decides between insert, evict and E2BIG
+            with m.State("CNT_RD"):
+                with m.If(access((MAPB + meta)[:32], 2)):
+                    m.d.sync += cnt.eq(bus.rdata[0:32])
+                    lru = (dtype == BPF_MAP_TYPE_LRU_HASH) | (
+                        dtype == BPF_MAP_TYPE_LRU_PERCPU_HASH)
+                    with m.If(bus.rdata[0:32] >= maxe):
+                        with m.If(~lru):
+                            finish(_neg(E2BIG))
+                        with m.Elif(free_ok):
+                            # insert at the free slot, then evict another entry (count same)
+                            m.d.sync += [s.eq(free), ki.eq(0), probes.eq(0), imode.eq(1)]
+                            m.next = "INS_KEY"
+                        with m.Else():
+                            # every slot is taken: replace the entry at the key's home slot
+                            m.d.sync += [s.eq(hfin & mask), ki.eq(0), imode.eq(2)]
+                            m.next = "INS_KEY"
+                    with m.Else():
+                        m.d.sync += [s.eq(free), ki.eq(0), imode.eq(0)]
+                        m.next = "INS_KEY"
+            with m.State("INS_KEY"):
+                with m.If(access(key_addr(s, ki), 3, 1, K[ki])):
+                    m.d.sync += ki.eq(ki + 1)
+                    with m.If(ki + 1 >= kwords):
+                        m.d.sync += cpu_i.eq(0)
+                        percpu = (dtype == BPF_MAP_TYPE_PERCPU_HASH) | (
+                            dtype == BPF_MAP_TYPE_LRU_PERCPU_HASH)
+                        with m.If(percpu):
+                            m.next = "INS_ZERO"
+                        with m.Else():
+                            m.d.sync += [cp_src.eq(a3), cp_dst.eq(value_addr(s)),
+                                         cp_len.eq(vsz), cp_zero.eq(0), ret.eq(RET_INS_STATE)]
+                            m.next = "CP_RD"
+            # a new per-CPU entry: every core's value zeroed, this core's written
+            with m.State("INS_ZERO"):
+                with m.If(cpu_i == cfg.cores):
+                    m.d.sync += [cp_src.eq(a3), cp_dst.eq(value_addr(s)), cp_len.eq(vsz),
+                                 cp_zero.eq(0), ret.eq(RET_INS_STATE)]
+                    m.next = "CP_RD"
+                with m.Else():
+                    m.d.sync += [cp_dst.eq((MAPB + base + s * stride + cpustride * cpu_i)[:32]),
+                                 cp_len.eq(vsz), cp_zero.eq(1), ret.eq(RET_INS_VAL),
+                                 cpu_i.eq(cpu_i + 1)]
+                    m.next = "CP_WR"
+            with m.State("INS_ST"):
+                with m.If(access(state_addr(s), 0, 1, C.SLOT_VALID)):
+                    with m.If(imode == 0):
+                        m.next = "CNT_WR"
+                    with m.Elif(imode == 1):
+                        m.d.sync += [free.eq(s), s.eq((s + 1) & mask), probes.eq(0)]
+                        m.next = "EV_ST"
+                    with m.Else():
+                        finish(0)
+            with m.State("CNT_WR"):
+                with m.If(access((MAPB + meta)[:32], 2, 1, cnt + 1)):
+                    finish(0)
+            # eviction (LRU maps when full): the next valid slot after the new entry
+            with m.State("EV_ST"):
+                with m.If(access(state_addr(s), 0)):
+                    with m.If((bus.rdata[0:8] == C.SLOT_VALID) & (s != free)):
+                        m.next = "EV_DEL"
+                    with m.Elif(probes >= mask):
+                        finish(0)
+                    with m.Else():
+                        m.d.sync += [s.eq((s + 1) & mask), probes.eq(probes + 1)]
+            with m.State("EV_DEL"):
+                with m.If(access(state_addr(s), 0, 1, C.SLOT_DELETED)):
+                    finish(0)
+            with m.State("DEL_ST"):
+                with m.If(access(state_addr(s), 0, 1, C.SLOT_DELETED)):
+                    m.next = "DEL_CNT"
+            with m.State("DEL_CNT"):
+                with m.If(access((MAPB + meta)[:32], 2)):
+                    m.d.sync += cnt.eq(bus.rdata[0:32])
+                    m.next = "DEL_CNT2"
+            with m.State("DEL_CNT2"):
+                with m.If(access((MAPB + meta)[:32], 2, 1, cnt - 1)):
+                    finish(0)
+
+            # --------------------------------------------------------- LPM trie (lookups)
+            with m.State("LPM_CNT"):
+                with m.If(access((MAPB + meta)[:32], 2)):
+                    m.d.sync += [cnt.eq(bus.rdata[0:32]), ki.eq(0), lpm_ok.eq(1)]
+                    dbits = ((ksz - 4) << 3)[:16]
+                    m.d.sync += lpm_p.eq(Mux(K[0][0:32] > dbits, dbits, K[0][0:32]))
+                    m.next = "LPM_W"
+            with m.State("LPM_W"):
+                with m.If(lpm_i >= cnt):
+                    with m.If(best_ok):
+                        finish(value_addr(best_i, 0))
+                    with m.Else():
+                        finish(0)
+                with m.Else():
+                    with m.If(access(key_addr(lpm_i, ki), 3)):
+                        w = bus.rdata
+                        p = Mux(ki == 0, w[0:32], tmp[0:32])
+                        mk = lpm_mask(ki, p)
+                        bm = Cat(*[mk[i].replicate(8) for i in range(8)])
+                        with m.If(ki == 0):
+                            m.d.sync += tmp.eq(w[0:32])
+                        ok = lpm_ok & (((w ^ K[ki]) & bm) == 0) & (p <= lpm_p)
+                        with m.If(ki + 1 >= kwords):
+                            with m.If(ok & (~best_ok | (p > best_p))):
+                                m.d.sync += [best_ok.eq(1), best_p.eq(p), best_i.eq(lpm_i)]
+                            m.d.sync += [ki.eq(0), lpm_i.eq(lpm_i + 1), lpm_ok.eq(1)]
+                        with m.Else():
+                            m.d.sync += [ki.eq(ki + 1), lpm_ok.eq(ok)]
+
+            # --------------------------------------------------------- copy / zero routine
+            with m.State("CP_RD"):
+                with m.If(cp_len == 0):
+                    m.next = "RET"
+                with m.Elif(cp_zero):
+                    m.next = "CP_WR"
+                with m.Else():
+                    with m.If(access(cp_src, chunk)):
+                        m.d.sync += tmp.eq(bus.rdata)
+                        m.next = "CP_WR"
+            with m.State("CP_WR"):
+                with m.If(cp_len == 0):
+                    m.next = "RET"
+                with m.Else():
+                    with m.If(access(cp_dst, chunk, 1, Mux(cp_zero, 0, tmp))):
+                        m.d.sync += [cp_src.eq(cp_src + chunk_n), cp_dst.eq(cp_dst + chunk_n),
+                                     cp_len.eq(cp_len - chunk_n)]
+                        m.next = "CP_RD"
+            with m.State("RET"):
+                with m.Switch(ret):
+                    with m.Case(RET_ACK):
+                        m.next = "ACK"
+                    with m.Case(RET_INS_VAL):
+                        m.next = "INS_ZERO"
+                    with m.Case(RET_INS_STATE):
+                        m.next = "INS_ST"
+                    with m.Case(RET_MM_DONE):
+                        m.next = "ACK"
+                    with m.Default():
+                        m.next = "ACK"
+
+            # --------------------------------------------------------- csum_diff
+            fsz = a2[0:32]
+            tsz = a4[0:32]
+            with m.State("CS0"):
+                with m.If(((fsz | tsz)[0:2] != 0) | ((fsz + tsz) > 512) | (a2[32:] != 0)
+                          | (a4[32:] != 0)):
+                    finish(_neg(EINVAL))
+                with m.Elif((fsz != 0) & ~win_ok(a1, fsz)):
+                    fault(traps.TRAP_MEM)
+                with m.Elif((tsz != 0) & ~win_ok(a3, tsz)):
+                    fault(traps.TRAP_MEM)
+                with m.Else():
+                    m.d.sync += [cs_a.eq(Mux(tsz != 0, a5[0:32], 0)),
+                                 cs_b.eq(Mux((fsz != 0) & (tsz == 0), ~a5[0:32], 0)),
+                                 cs_off.eq(0)]
+                    m.next = "CS_TO"
+            with m.State("CS_TO"):
+                with m.If(cs_off >= tsz):
+                    m.d.sync += cs_off.eq(0)
+                    m.next = "CS_FR"
+                with m.Else():
+                    with m.If(access((a3 + cs_off)[:32], 2)):
+                        m.d.sync += [cs_a.eq(cs_a + bus.rdata[0:32]), cs_off.eq(cs_off + 4)]
+            with m.State("CS_FR"):
+                with m.If(cs_off >= fsz):
+                    m.next = "CS_FIN"
+                with m.Else():
+                    with m.If(access((a1 + cs_off)[:32], 2)):
+                        m.d.sync += [cs_b.eq(cs_b + bus.rdata[0:32]), cs_off.eq(cs_off + 4)]
+            with m.State("CS_FIN"):
+                r = Signal(32)
+                sum2 = Signal(33)
+                m.d.comb += sum2.eq(fa + (~fb)[0:32])
+                with m.If((fsz != 0) & (tsz != 0)):
+                    m.d.comb += r.eq((sum2 + sum2[32])[0:32])
+                with m.Elif(tsz != 0):
+                    m.d.comb += r.eq(fa)
+                with m.Elif(fsz != 0):
+                    m.d.comb += r.eq(~fb)
+                with m.Else():
+                    m.d.comb += r.eq(a5[0:32])
+                t = Signal(32)
+                m.d.comb += t.eq((r + r.rotate_left(16))[0:32])
+                finish(t[16:32])
+
+            # --------------------------------------------------------- adjust head / meta / tail
+            delta = Signal(signed(34))
+            m.d.comb += delta.eq(a2[0:32].as_signed())
+            metalen = Signal(signed(34))
+            m.d.comb += metalen.eq(data - data_meta)
+            with m.State("AH0"):
+                nd = Signal(signed(34))
+                m.d.comb += nd.eq(data + delta)
+                frame_end = memmap.PKT_BASE + metalen + XDP_FRAME_SIZE
+                with m.If((nd < frame_end) | (nd > data_end - ETH_HLEN)):
+                    finish(_neg(EINVAL))
+                with m.Elif(metalen != 0):
+                    m.d.sync += mm_i.eq(0)
+                    m.next = "MM_RD"
+                with m.Else():
+                    m.next = "AH_SET"
+            # move the metadata with the data (byte by byte, in the safe direction)
+            mm_idx = Mux(delta < 0, mm_i, metalen[0:8] - 1 - mm_i)
+            with m.State("MM_RD"):
+                with m.If(mm_i >= metalen[0:8]):
+                    m.next = "AH_SET"
+                with m.Else():
+                    with m.If(access((data_meta + mm_idx)[:32], 0)):
+                        m.d.sync += tmp.eq(bus.rdata[0:8])
+                        m.next = "MM_WR"
+            with m.State("MM_WR"):
+                with m.If(access((data_meta + delta + mm_idx)[:32], 0, 1, tmp)):
+                    m.d.sync += mm_i.eq(mm_i + 1)
+                    m.next = "MM_RD"
+            with m.State("AH_SET"):
+                m.d.sync += [data.eq(data + delta), data_meta.eq(data_meta + delta)]
+                finish(0)
+            with m.State("AM0"):
+                nm = Signal(signed(34))
+                ml = Signal(signed(34))
+                m.d.comb += [nm.eq(data_meta + delta), ml.eq(data - nm)]
+                with m.If((nm < memmap.PKT_BASE + XDP_FRAME_SIZE) | (nm > data)):
+                    finish(_neg(EINVAL))
+                with m.Elif((ml[0:2] != 0) | (ml > 32)):
+                    finish(_neg(EACCES))
+                with m.Else():
+                    m.d.sync += data_meta.eq(nm)
+                    finish(0)
+            with m.State("AT0"):
+                ne = Signal(signed(34))
+                m.d.comb += ne.eq(data_end + delta)
+                with m.If((ne > hard_end) | (ne < data + ETH_HLEN)):
+                    finish(_neg(EINVAL))
+                with m.Elif(delta > 0):
+                    m.d.sync += [cp_dst.eq(data_end), cp_len.eq(delta), cp_zero.eq(1),
+                                 ret.eq(RET_ACK), res.eq(0), data_end.eq(ne)]
+                    m.next = "CP_WR"
+                with m.Else():
+                    m.d.sync += data_end.eq(ne)
+                    finish(0)
+        return m

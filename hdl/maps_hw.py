@@ -1,0 +1,143 @@
+"""Map memory in hardware: the hash function (bit-exact twin in Python for the host), the
+map-memory arbiter that several cores and the host share, and the CRC-32 the program loader
+checks a staged image with.
+
+Hash maps are open-addressing tables (linear probing) with one state byte per slot (empty,
+valid, deleted) and a u32 entry count; their layout is :func:`bpfpga.compiler.link.hw_layout`.
+"""
+from __future__ import annotations
+
+import zlib
+
+from amaranth import *
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from bpfpga.hdl.bus import DataBusSignature
+
+M32 = 0xFFFF_FFFF
+M64 = (1 << 64) - 1
+
+
+# ---------------------------------------------------------------------------- hash (Python)
+def _rotl64(x: int, n: int) -> int:
+    return ((x << n) | (x >> (64 - n))) & M64
+
+
+def hash_step(h: int, w: int) -> int:
+    """One 64-bit key word into the running hash (cheap in gates: rotate, xor, one adder)."""
+    t = (h ^ w) & M64
+    return (_rotl64(t, 29) ^ ((t + (t >> 11)) & M64)) & M64
+
+
+def hash_final(h: int) -> int:
+    x = (h ^ (h >> 32)) & M32
+    x ^= x >> 15
+    x = (x + (x << 5)) & M32
+    x ^= x >> 13
+    return x
+
+
+def key_hash(key: bytes) -> int:
+    """The hash of a map key as the hardware computes it: the key size seeds it, then every
+    8-byte little-endian word (the last zero-padded)."""
+    h = len(key)
+    for i in range(0, len(key), 8):
+        h = hash_step(h, int.from_bytes(key[i:i + 8].ljust(8, b"\0"), "little"))
+    return hash_final(h)
+
+
+# ---------------------------------------------------------------------------- hash (HDL)
+def hdl_hash_step(h, w):
+    t = Signal(64)
+    out = Signal(64)
+    return t, out, [t.eq(h ^ w), out.eq(t.rotate_left(29) ^ (t + (t >> 11))[:64])]
+
+
+def hdl_hash_final(m, h):
+    x0 = Signal(32)
+    x1 = Signal(32)
+    x2 = Signal(32)
+    x3 = Signal(32)
+    m.d.comb += [x0.eq(h[:32] ^ h[32:]), x1.eq(x0 ^ (x0 >> 15)),
+                 x2.eq((x1 + (x1 << 5))[:32]), x3.eq(x2 ^ (x2 >> 13))]
+    return x3
+
+
+# ---------------------------------------------------------------------------- CRC-32
+def _crc_raw(c: int, data: bytes) -> int:
+    return ~zlib.crc32(data, ~c & M32) & M32
+
+
+def crc32_matrix():
+    """zlib's CRC-32 register update over one 64-bit slot (8 bytes, little-endian) as an XOR
+    network: for output bit j, the register bits and data bits it depends on."""
+    cols_c = [_crc_raw(1 << i, bytes(8)) for i in range(32)]
+    cols_d = [_crc_raw(0, (1 << i).to_bytes(8, "little")) for i in range(64)]
+    return ([[i for i in range(32) if cols_c[i] >> j & 1] for j in range(32)],
+            [[i for i in range(64) if cols_d[i] >> j & 1] for j in range(32)])
+
+
+def hdl_crc_update(m, crc, data):
+    mc, md = crc32_matrix()
+    out = Signal(32)
+    bits = []
+    for j in range(32):
+        terms = [crc[i] for i in mc[j]] + [data[i] for i in md[j]]
+        acc = terms[0]
+        for t in terms[1:]:
+            acc = acc ^ t
+        bits.append(acc)
+    m.d.comb += out.eq(Cat(*bits))
+    return out
+
+
+def image_crc(code: bytes) -> int:
+    """What R_CRC reads after R_CHECK over the slots of `code`: zlib.crc32 of the bytes."""
+    return zlib.crc32(code) & M32
+
+
+# ---------------------------------------------------------------------------- arbiter
+class MapArbiter(wiring.Component):
+    """N data-bus initiators onto one target. A grant lasts for one access, and for as long as
+    the initiator holds ``lock`` (an atomic's read and write, or a whole hash-map update by a
+    helper unit), so no other initiator sees a half-done update. Fixed priority: port 0
+    first (cores before the host)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        sig = {f"i{k}": In(DataBusSignature) for k in range(n)}
+        sig["o"] = Out(DataBusSignature)
+        super().__init__(sig)
+
+    def elaborate(self, platform):
+        m = Module()
+        ins = [getattr(self, f"i{k}") for k in range(self.n)]
+        o = self.o
+        active = Signal()
+        cur = Signal(range(max(2, self.n)))
+        sel = Signal(range(max(2, self.n)))
+        go = Signal()
+        with m.If(active):
+            m.d.comb += sel.eq(cur)
+        with m.Else():
+            for k in reversed(range(self.n)):
+                with m.If(ins[k].valid):
+                    m.d.comb += [sel.eq(k), go.eq(1)]
+        for k, i in enumerate(ins):
+            with m.If(sel == k):
+                m.d.comb += [o.valid.eq(i.valid & (active | go)), o.addr.eq(i.addr),
+                             o.size.eq(i.size), o.we.eq(i.we), o.wdata.eq(i.wdata),
+                             o.lock.eq(i.lock),
+                             i.ready.eq(o.ready & (active | go)), i.rdata.eq(o.rdata),
+                             i.err.eq(o.err)]
+        lock_sel = Signal()
+        m.d.comb += lock_sel.eq(Array(i.lock for i in ins)[sel])
+        with m.If(~active & go):
+            m.d.sync += [active.eq(1), cur.eq(sel)]
+        with m.Elif(active):
+            with m.If(o.ready & ~lock_sel):
+                m.d.sync += active.eq(0)
+            with m.Elif(~Array(i.valid for i in ins)[cur] & ~lock_sel):
+                m.d.sync += active.eq(0)
+        return m

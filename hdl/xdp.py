@@ -1,0 +1,730 @@
+"""The XDP engine: packet buffers, cores, helper units, maps, output queues and the control
+port, around the eBPF CPU of hdl/cpu.py.
+
+    rx<p> --\\                      /-- lane 0: packet buffer, CPU, stack, ctx, helper unit --\\
+    inject --+-- dispatch (free lane) -- lane 1 ...                                            +-- tx<p>
+                                     \\-- map memory (arbiter: cores, host)                    +-- output ring
+    wb (control port, Wishbone B4 classic) -- registers, counters, map descriptors,
+        program staging + CRC + commit, inject / output rings, map memory
+
+* Streams (amaranth.lib.stream): 64-bit ``data``, ``keep`` (bytes valid, a prefix, on the last
+  beat), ``first``, ``last``. RX is always ready except for the one cycle at a frame's start in
+  which it is given a lane; a frame that finds every lane busy is dropped whole and counted
+  (C_NOBUF): RX never stalls, a buffer is never shared.
+* A lane owns one packet buffer (headroom 256 B, the frame, tailroom 320 B: as the kernel's
+  BPF_PROG_TEST_RUN lays it out), one core, its stack and its helper unit. Frames shorter than
+  14 bytes are dropped as runts (C_RUNT); longer than the buffer takes (cfg.max_frame), as
+  oversize (C_OVERSIZE).
+* Programs: every program of the object is linked into one image (host side, see
+  sim/rtl_xdp.py): slot 0 is ``jne r2, 0, +L`` (not taken for a packet's first program),
+  the entry program follows, then the others, then a table of ``jeq r2, k + 1, entry_k``. A
+  tail call ends the run (the helper's ``exit``) and the lane restarts the core with r1 = ctx,
+  r2 = k + 1. (The CPU starts at pc 0 only: a start-pc input would remove the trampoline.)
+* Verdicts: TX leaves on the port it came in on, REDIRECT on port ifindex - 1 (or the output
+  ring when that is no port), PASS goes to the output ring (towards the host), DROP and ABORTED
+  nowhere. In CAPTURE mode every result goes to the output ring with its packet (simulation,
+  and boards without Ethernet).
+* The stack words a program wrote, and the headroom words written below ``data``, are zeroed
+  after each packet (only those: a packet costs no clearing it did not cause), so no packet
+  sees another's data.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from amaranth import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from bpfpga import memmap
+from bpfpga.hdl import control as C
+from bpfpga.hdl.bus import DataBusSignature, DualBankRAM, WindowRouter
+from bpfpga.hdl.config import DEFAULT, EngineConfig
+from bpfpga.hdl.cpu import CPU
+from bpfpga.hdl.helpers_hw import HelperUnit
+from bpfpga.hdl.maps_hw import MapArbiter, hdl_crc_update
+
+PAYLOAD = data.StructLayout({"data": 64, "keep": 8, "first": 1, "last": 1})
+StreamSignature = stream.Signature(PAYLOAD)
+
+WishboneSignature = wiring.Signature({
+    "cyc": Out(1), "stb": Out(1), "we": Out(1), "sel": Out(4),
+    "adr": Out(C.ADR_BITS), "dat_w": Out(32), "dat_r": In(32), "ack": In(1),
+})
+
+XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
+
+
+class CtxTarget(wiring.Component):
+    """xdp_md as a read-only data-bus target built from the lane's registers (24 bytes: data,
+    data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex), any alignment, two
+    cycles like block RAM."""
+
+    def __init__(self):
+        super().__init__({"bus": In(DataBusSignature), "fields": In(6 * 32)})
+
+    def elaborate(self, platform):
+        m = Module()
+        b = self.bus
+        busy = Signal()
+        off = Signal(5)
+        size = Signal(2)
+        with m.If(~busy & b.valid):
+            m.d.sync += [busy.eq(1), off.eq(b.addr[0:5]), size.eq(b.size)]
+        with m.Elif(busy):
+            m.d.sync += busy.eq(0)
+        vec = Cat(self.fields, Const(0, 64))
+        raw = Signal(64)
+        m.d.comb += raw.eq((vec >> (off * 8))[0:64])
+        mask = Signal(64)
+        with m.Switch(size):
+            for s in range(4):
+                with m.Case(s):
+                    m.d.comb += mask.eq((1 << (8 << s)) - 1)
+        m.d.comb += [b.ready.eq(busy), b.rdata.eq(raw & mask)]
+        return m
+
+
+def _thermo(m, n):
+    """bytes (0..8) -> keep mask"""
+    k = Signal(8)
+    with m.Switch(n):
+        for i in range(9):
+            with m.Case(i):
+                m.d.comb += k.eq((1 << i) - 1)
+    return k
+
+
+def _popcount_keep(keep):
+    """keep (a prefix mask) -> byte count"""
+    return sum(keep[i] for i in range(8))
+
+
+class XDPEngine(wiring.Component):
+    def __init__(self, config: EngineConfig = DEFAULT):
+        self.cfg = cfg = config
+        assert cfg.inj_words & (cfg.inj_words - 1) == 0
+        assert cfg.out_words & (cfg.out_words - 1) == 0
+        members = {"wb": In(WishboneSignature)}
+        for p in range(cfg.ports):
+            members[f"rx{p}"] = In(StreamSignature)
+            members[f"tx{p}"] = Out(StreamSignature)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        P, N = cfg.ports, cfg.cores
+        HOST = P                            # destination index of the output ring
+        pw = (cfg.pm_depth - 1).bit_length()
+        bumps = defaultdict(list)
+
+        def bump(idx, cond=1):
+            # a counter increment where it is written: the enclosing If/State is the condition
+            b = Signal(name=f"bump{idx}_{len(bumps[idx])}")
+            m.d.comb += b.eq(cond)
+            bumps[idx].append(b)
+
+        # ------------------------------------------------------------------ control registers
+        enable = Signal()
+        capture = Signal()
+        budget = Signal(32, init=memmap.INSN_BUDGET)
+        map_len = Signal(29)
+        nmaps = Signal(8)
+        prog_len = Signal(pw + 1)
+        commits = Signal(32)
+        crc = Signal(32)
+        ktime = Signal(64, init=1_000_000_000)
+        m.d.sync += ktime.eq(ktime + cfg.ns_per_cycle)
+        seed_we = Signal()
+        seed = Signal(32)
+        clear_counters = Signal()
+        counters = [Signal(32, name=f"cnt{i}") for i in range(C.N_COUNTERS)]
+
+        # ------------------------------------------------------------------ shared memories
+        m.submodules.mapmem = mapmem = DualBankRAM(cfg.map_bytes)
+        m.submodules.maparb = arb = MapArbiter(N + 1)
+        wiring.connect(m, arb.o, mapmem.bus)
+        host_mbus = getattr(arb, f"i{N}")
+
+        desc = Memory(shape=unsigned(256), depth=cfg.max_maps, init=[])
+        m.submodules.desc = desc
+        desc_wp = desc.write_port(granularity=32)
+        desc_rp_wb = desc.read_port()
+
+        stage = Memory(shape=unsigned(64), depth=cfg.pm_depth, init=[])
+        m.submodules.stage = stage
+        stage_wp = stage.write_port(granularity=32)
+        stage_rp = stage.read_port()
+        stage_rp_wb = stage.read_port()
+
+        inj = Memory(shape=unsigned(64), depth=cfg.inj_words, init=[])
+        m.submodules.inj = inj
+        inj_wp = inj.write_port(granularity=32)
+        inj_rp = inj.read_port()
+        inj_rp_wb = inj.read_port()
+        outr = Memory(shape=unsigned(64), depth=cfg.out_words, init=[])
+        m.submodules.outr = outr
+        out_wp = outr.write_port()
+        out_rp_wb = outr.read_port()
+
+        # program image broadcast to every core
+        pm_we = Signal()
+        pm_addr = Signal(pw)
+        pm_data = Signal(64)
+        commit_busy = Signal()
+
+        # ------------------------------------------------------------------ inputs
+        inputs = [getattr(self, f"rx{p}") for p in range(P)]
+        inj_s = stream.Signature(PAYLOAD).flip().create()     # the injector's stream
+        inputs.append(inj_s)
+        NI = len(inputs)
+        in_state = [Signal(2, name=f"in{i}_state") for i in range(NI)]   # 0 idle 1 lane 2 drop
+        in_lane = [Signal(range(max(2, N)), name=f"in{i}_lane") for i in range(NI)]
+
+        # ------------------------------------------------------------------ lanes
+        lanes = []
+        rxseq = Signal(24)          # frames given a lane, in arrival order
+        any_running = Signal()
+        running_terms = []
+        for n in range(N):
+            L = type("Lane", (), {})()
+            lanes.append(L)
+            cpu = CPU(cfg.pm_depth)
+            m.submodules[f"cpu{n}"] = cpu
+            stack = DualBankRAM(memmap.STACK_SIZE)
+            m.submodules[f"stack{n}"] = stack
+            pkt = DualBankRAM(cfg.pkt_bytes)
+            m.submodules[f"pkt{n}"] = pkt
+            ctx = CtxTarget()
+            m.submodules[f"ctx{n}"] = ctx
+            router = WindowRouter({memmap.STACK_BASE >> 28: "stack",
+                                   memmap.PKT_BASE >> 28: "pkt",
+                                   memmap.CTX_BASE >> 28: "ctx",
+                                   memmap.MAP_BASE >> 28: "map"})
+            m.submodules[f"router{n}"] = router
+            hu = HelperUnit(cfg, n)
+            m.submodules[f"helper{n}"] = hu
+            desc_rp = desc.read_port()
+            m.d.comb += [desc_rp.addr.eq(hu.desc_addr), hu.desc_data.eq(desc_rp.data)]
+            wiring.connect(m, cpu.helper, hu.helper)
+            wiring.connect(m, router.stack, stack.bus)
+            wiring.connect(m, router.pkt, pkt.bus)
+            wiring.connect(m, router.ctx, ctx.bus)
+            wiring.connect(m, getattr(router, "map"), getattr(arb, f"i{n}"))
+            # the helper unit owns the core's bus while the CPU waits on it
+            rb, cb, hb = router.bus, cpu.dbus, hu.bus
+            hsel = cpu.helper.req
+            for f in ("valid", "addr", "size", "we", "wdata", "lock"):
+                m.d.comb += getattr(rb, f).eq(Mux(hsel, getattr(hb, f), getattr(cb, f)))
+            m.d.comb += [cb.rdata.eq(rb.rdata), hb.rdata.eq(rb.rdata), cb.err.eq(rb.err),
+                         hb.err.eq(rb.err), cb.ready.eq(rb.ready & ~hsel),
+                         hb.ready.eq(rb.ready & hsel)]
+            m.d.comb += [cpu.pm_we.eq(pm_we), cpu.pm_addr.eq(pm_addr), cpu.pm_data.eq(pm_data),
+                         cpu.prog_len.eq(prog_len), cpu.budget.eq(budget),
+                         cpu.ctx_len.eq(24), cpu.map_len.eq(map_len),
+                         cpu.pkt_lo.eq(hu.data_meta), cpu.pkt_hi.eq(hu.data_end),
+                         cpu.r1_init.eq(memmap.CTX_BASE),
+                         hu.nmaps.eq(nmaps), hu.map_len.eq(map_len), hu.cpu_r0.eq(cpu.r0),
+                         hu.ktime.eq(ktime), hu.seed_we.eq(seed_we), hu.seed.eq(seed)]
+            in_port = Signal(4, name=f"l{n}_in_port")
+            m.d.comb += ctx.fields.eq(Cat(hu.data, hu.data_end, hu.data_meta,
+                                          (in_port + 1)[0:32], Const(0, 32), Const(0, 32)))
+
+            # ---- dirty tracking: stack words and headroom words written in this run
+            smin = Signal(13, name=f"l{n}_smin", init=memmap.STACK_SIZE)
+            hmin = Signal(9, name=f"l{n}_hmin", init=256)
+            sb, pb = router.stack, router.pkt
+            soff = sb.addr[0:12]
+            poff = (pb.addr - memmap.PKT_BASE)[0:16]
+            with m.If(sb.valid & sb.we & (soff < smin)):
+                m.d.sync += smin.eq(soff)
+            with m.If(pb.valid & pb.we & (poff < hmin)):
+                m.d.sync += hmin.eq(poff)
+            sclean = Signal(name=f"l{n}_sclean")      # stack cleaning in progress
+            sptr = Signal(10, name=f"l{n}_sptr")
+            with m.If(sclean):
+                m.d.comb += [stack.host.addr.eq(sptr), stack.host.we.eq(0xFF),
+                             stack.host.wdata.eq(0)]
+                m.d.sync += sptr.eq(sptr + 1)
+                with m.If(sptr == memmap.STACK_SIZE // 8 - 1):
+                    m.d.sync += [sclean.eq(0), smin.eq(memmap.STACK_SIZE)]
+
+            # ---- lane state
+            src = Signal(range(NI), name=f"l{n}_src")
+            widx = Signal(10, name=f"l{n}_widx")
+            length = Signal(16, name=f"l{n}_len")
+            over = Signal(name=f"l{n}_over")
+            r0 = Signal(64, name=f"l{n}_r0")
+            trapr = Signal(4, name=f"l{n}_trap")
+            trap_pc = Signal(32, name=f"l{n}_trap_pc")
+            insns = Signal(32, name=f"l{n}_insns")
+            cycles = Signal(32, name=f"l{n}_cycles")
+            verdict = Signal(3, name=f"l{n}_verdict")
+            dest = Signal(range(P + 1), name=f"l{n}_dest")
+            eg = stream.Signature(PAYLOAD).create(path=(f"l{n}_eg",))
+            eg_req = Signal(name=f"l{n}_eg_req")
+            free = Signal(name=f"l{n}_free")
+            claim = Signal(name=f"l{n}_claim")
+            claim_src = Signal(range(NI), name=f"l{n}_claim_src")
+            runs = Signal(name=f"l{n}_runs")
+            hold = Signal(name=f"l{n}_hold")        # holds a packet (RECV .. EGRESS)
+            lseq = Signal(24, name=f"l{n}_seq")
+            cur_r2 = Signal(16, name=f"l{n}_r2")    # the trampoline's jumps in this run
+            L.__dict__.update(dict(free=free, claim=claim, claim_src=claim_src, eg=eg,
+                                   eg_req=eg_req, dest=dest, length=length, verdict=verdict,
+                                   r0=r0, trap=trapr, trap_pc=trap_pc, insns=insns,
+                                   cycles=cycles, in_port=in_port, hu=hu, hold=hold,
+                                   seq=lseq))
+            running_terms.append(runs)
+
+            # rx beat mux
+            rv = Signal(name=f"l{n}_rv")
+            rlast = Signal(name=f"l{n}_rlast")
+            rdata = Signal(64, name=f"l{n}_rdata")
+            rkeep = Signal(8, name=f"l{n}_rkeep")
+            for i, s in enumerate(inputs):
+                with m.If(src == i):
+                    m.d.comb += [rv.eq(s.valid & (in_state[i] == 1) & (in_lane[i] == n)),
+                                 rlast.eq(s.payload.last), rdata.eq(s.payload.data),
+                                 rkeep.eq(s.payload.keep)]
+
+            max_words = cfg.max_frame // 8
+            start_off = Signal(12, name=f"l{n}_start")
+            eg_b = Signal(10, name=f"l{n}_egb")
+            eg_nb = Signal(10, name=f"l{n}_egnb")
+            eg_ra = Signal(10, name=f"l{n}_egra")
+            prev = Signal(64, name=f"l{n}_prev")
+            hptr = Signal(6, name=f"l{n}_hptr")
+            m.d.comb += free.eq(0)
+            with m.FSM(name=f"lane{n}"):
+                with m.State("IDLE"):
+                    m.d.comb += free.eq(1)
+                    with m.If(claim):
+                        m.d.sync += [src.eq(claim_src), widx.eq(0), over.eq(0),
+                                     in_port.eq(claim_src), lseq.eq(rxseq)]
+                        m.next = "RECV"
+                with m.State("RECV"):
+                    m.d.comb += hold.eq(1)
+                    with m.If(rv):
+                        with m.If(widx < max_words):
+                            m.d.comb += [pkt.host.addr.eq(memmap.PKT_HEADROOM // 8 + widx),
+                                         pkt.host.we.eq(rkeep), pkt.host.wdata.eq(rdata)]
+                            m.d.sync += widx.eq(widx + 1)
+                        with m.Else():
+                            m.d.sync += over.eq(1)
+                        with m.If(rlast):
+                            nbytes = (widx << 3) + _popcount_keep(rkeep)
+                            m.d.sync += length.eq(nbytes)
+                            big = over | (widx >= max_words)
+                            with m.If(big):
+                                bump(C.C_OVERSIZE, 1)
+                                m.next = "IDLE"
+                            with m.Elif(nbytes < 14):
+                                bump(C.C_RUNT, 1)
+                                m.next = "IDLE"
+                            with m.Else():
+                                m.next = "READY"
+                with m.State("READY"):
+                    m.d.comb += hold.eq(1)
+                    with m.If(enable & ~commit_busy & ~sclean):
+                        m.d.comb += [hu.new_packet.eq(1), hu.pkt_len.eq(length),
+                                     cpu.start.eq(1), cpu.r2_init.eq(0)]
+                        m.d.sync += [insns.eq(0), cycles.eq(0), cur_r2.eq(0)]
+                        m.next = "RUN"
+                with m.State("RUN"):
+                    m.d.comb += [hold.eq(1), runs.eq(1)]
+                    m.d.sync += cycles.eq(cycles + 1)
+                    bump(C.C_BUSY + n, 1)
+                    with m.If(cpu.done):
+                        # cpu.insns does not count the last instruction yet; the trampoline
+                        # ran 1 + r2 of them (jne, then r2 jeq of the tail-call table)
+                        m.d.sync += [insns.eq(insns + cpu.insns - cur_r2), r0.eq(cpu.r0),
+                                     trapr.eq(cpu.trap), trap_pc.eq(cpu.trap_pc)]
+                        with m.If(hu.tail_pending & (cpu.trap == 0)):
+                            m.d.comb += hu.tail_clear.eq(1)
+                            bump(C.C_TAILCALL, 1)
+                            m.next = "TAIL"
+                        with m.Else():
+                            m.next = "DONE"
+                with m.State("TAIL"):
+                    m.d.comb += [hold.eq(1), runs.eq(1), cpu.start.eq(1),
+                                 cpu.r2_init.eq(hu.tail_prog)]
+                    m.d.sync += cur_r2.eq(hu.tail_prog)
+                    m.d.sync += cycles.eq(cycles + 1)
+                    bump(C.C_BUSY + n, 1)
+                    m.next = "RUN"
+                with m.State("DONE"):
+                    m.d.comb += hold.eq(1)
+                    v = Signal(3, name=f"l{n}_v")
+                    with m.If((trapr != 0) | (r0[0:32] > XDP_REDIRECT)):
+                        m.d.comb += v.eq(XDP_ABORTED)
+                    with m.Else():
+                        m.d.comb += v.eq(r0[0:3])
+                    m.d.sync += verdict.eq(v)
+                    for k in range(5):
+                        bump(C.C_VERDICT + k, v == k)
+                    for t in range(1, 16):
+                        bump(C.C_TRAP + t, trapr == t)
+                    bump(C.C_PKTS + n, 1)
+                    # the stack words this run wrote are zeroed while the packet leaves
+                    with m.If(smin < memmap.STACK_SIZE):
+                        m.d.sync += [sclean.eq(1), sptr.eq(smin[3:])]
+                    so = (hu.data_meta - memmap.PKT_BASE)[0:12]
+                    ln = (hu.data_end - hu.data_meta)[0:13]
+                    m.d.sync += [start_off.eq(so), eg_b.eq(0), eg_nb.eq((ln + 7) >> 3),
+                                 length.eq(ln)]
+                    redir = hu.redirect
+                    with m.If(capture):
+                        m.d.sync += dest.eq(HOST)
+                        m.next = "EG_P0"
+                    with m.Elif(v == XDP_PASS):
+                        m.d.sync += dest.eq(HOST)
+                        m.next = "EG_P0"
+                    with m.Elif(v == XDP_TX):
+                        m.d.sync += dest.eq(Mux(in_port < P, in_port, HOST))
+                        m.next = "EG_P0"
+                    with m.Elif(v == XDP_REDIRECT):
+                        m.d.sync += dest.eq(Mux((redir >= 1) & (redir <= P), redir - 1, HOST))
+                        m.next = "EG_P0"
+                    with m.Else():
+                        m.next = "CLEAN"
+                # egress: beats of [data_meta, data_end), any alignment
+                w0 = start_off[3:12]
+                sh = start_off[0:3]
+                with m.State("EG_P0"):
+                    m.d.comb += [hold.eq(1), eg_req.eq(1), pkt.host.addr.eq(w0)]
+                    m.next = "EG_P1"
+                with m.State("EG_P1"):
+                    m.d.comb += [hold.eq(1), eg_req.eq(1), pkt.host.addr.eq(w0 + 1)]
+                    m.d.sync += [prev.eq(pkt.host.rdata), eg_ra.eq(w0 + 1)]
+                    m.next = "EG_S"
+                with m.State("EG_S"):
+                    m.d.comb += [hold.eq(1), eg_req.eq(1)]
+                    lastb = eg_b == eg_nb - 1
+                    rem = (length - (eg_b << 3))[0:4]
+                    both = Cat(prev, pkt.host.rdata)
+                    m.d.comb += [eg.valid.eq(1),
+                                 eg.payload.data.eq((both >> (sh * 8))[0:64]),
+                                 eg.payload.first.eq(eg_b == 0), eg.payload.last.eq(lastb),
+                                 eg.payload.keep.eq(Mux(lastb, _thermo(m, rem), 0xFF))]
+                    acc = eg.ready
+                    m.d.comb += pkt.host.addr.eq(Mux(acc, eg_ra + 1, eg_ra))
+                    with m.If(acc):
+                        m.d.sync += [prev.eq(pkt.host.rdata), eg_ra.eq(eg_ra + 1),
+                                     eg_b.eq(eg_b + 1)]
+                        with m.If(lastb):
+                            m.next = "CLEAN"
+                # zero the headroom words the run wrote (below the original data)
+                with m.State("CLEAN"):
+                    m.d.comb += hold.eq(1)
+                    with m.If(hmin < 256):
+                        m.d.sync += [hptr.eq(hmin[3:]), hmin.eq(256)]
+                        m.next = "CLEAN_H"
+                    with m.Else():
+                        m.next = "IDLE"
+                with m.State("CLEAN_H"):
+                    m.d.comb += [hold.eq(1), pkt.host.addr.eq(hptr), pkt.host.we.eq(0xFF),
+                                 pkt.host.wdata.eq(0)]
+                    m.d.sync += hptr.eq(hptr + 1)
+                    with m.If(hptr == 31):
+                        m.next = "IDLE"
+        self._dbg = lanes
+        m.d.comb += any_running.eq(Cat(*running_terms).any())
+        m.d.sync += rxseq.eq(rxseq + sum(L.claim.as_unsigned() for L in lanes))
+
+        # ------------------------------------------------------------------ dispatch
+        taken = [Const(0, 1)] * N
+        for i, s in enumerate(inputs):
+            with m.Switch(in_state[i]):
+                with m.Case(0):
+                    m.d.comb += s.ready.eq(0)
+                    with m.If(s.valid):
+                        bump(C.C_RX + i, 1)
+                        got = Const(0, 1)
+                        for n, L in enumerate(lanes):
+                            can = s.valid & L.free & ~taken[n] & ~got
+                            with m.If(s.valid & can):
+                                m.d.comb += [L.claim.eq(1), L.claim_src.eq(i)]
+                                m.d.sync += [in_state[i].eq(1), in_lane[i].eq(n)]
+                            taken[n] = taken[n] | can
+                            got = got | can
+                        with m.If(~got):
+                            m.d.sync += in_state[i].eq(2)
+                            bump(C.C_NOBUF, 1)
+                with m.Default():
+                    m.d.comb += s.ready.eq(1)
+                    with m.If(s.valid & s.payload.last):
+                        m.d.sync += in_state[i].eq(0)
+
+        # ------------------------------------------------------------------ egress crossbar
+        outs = [getattr(self, f"tx{p}") for p in range(P)]
+        ring_in = stream.Signature(PAYLOAD).flip().create()       # into the ring writer
+        outs.append(ring_in)
+        ring_owner = Signal(range(max(2, N)))
+        for d, o in enumerate(outs):
+            busy = Signal(name=f"o{d}_busy")
+            owner = Signal(range(max(2, N)), name=f"o{d}_owner")
+            with m.If(~busy):
+                for n in reversed(range(N)):
+                    with m.If(lanes[n].eg_req & (lanes[n].dest == d)):
+                        m.d.sync += [busy.eq(1), owner.eq(n)]
+            for n, L in enumerate(lanes):
+                with m.If(busy & (owner == n)):
+                    m.d.comb += [o.valid.eq(L.eg.valid), o.payload.eq(L.eg.payload),
+                                 L.eg.ready.eq(o.ready)]
+                    with m.If(L.eg.valid & o.ready & L.eg.payload.last):
+                        m.d.sync += busy.eq(0)
+                        if d < P:
+                            bump(C.C_TX + d, 1)
+            if d == HOST:
+                m.d.comb += ring_owner.eq(owner)
+
+        # ------------------------------------------------------------------ output ring writer
+        ow = Signal(16)
+        orr = Signal(16)
+        ow_cur = Signal(16)
+        seq = Signal(24)
+        used = Signal(16)
+        m.d.comb += used.eq(ow - orr)
+        OL = Array(lanes)
+
+        def lf(name):
+            return Array(getattr(L, name) for L in lanes)[ring_owner]
+        hdr = Array([
+            Cat(lf("length"), lf("verdict"), Const(0, 1), lf("trap"), lf("in_port"),
+                ring_owner.as_unsigned()[0:4] if N > 1 else Const(0, 4), lf("hu").redirect
+                if False else Array(L.hu.redirect for L in lanes)[ring_owner]),
+            lf("r0"),
+            Cat(lf("trap_pc"), lf("insns")),
+            Cat(lf("cycles"), Array(L.hu.tailcalls for L in lanes)[ring_owner], lf("seq")),
+        ])
+        hk = Signal(2)
+        odepth = cfg.out_words
+        with m.FSM(name="ring"):
+            with m.State("IDLE"):
+                with m.If(ring_in.valid):
+                    need = C.HDR_WORDS + ((lf("length") + 7) >> 3)
+                    with m.If(odepth - used >= need):
+                        m.d.sync += [hk.eq(0), ow_cur.eq(ow)]
+                        m.next = "HDR"
+                    with m.Else():
+                        bump(C.C_HOST_DROP, 1)
+                        m.next = "DROP"
+            with m.State("HDR"):
+                m.d.comb += [out_wp.addr.eq(ow_cur), out_wp.en.eq(1), out_wp.data.eq(hdr[hk])]
+                m.d.sync += [hk.eq(hk + 1), ow_cur.eq(ow_cur + 1)]
+                with m.If(hk == C.HDR_WORDS - 1):
+                    m.next = "DATA"
+            with m.State("DATA"):
+                m.d.comb += ring_in.ready.eq(1)
+                with m.If(ring_in.valid):
+                    m.d.comb += [out_wp.addr.eq(ow_cur), out_wp.en.eq(1),
+                                 out_wp.data.eq(ring_in.payload.data)]
+                    m.d.sync += ow_cur.eq(ow_cur + 1)
+                    with m.If(ring_in.payload.last):
+                        m.d.sync += [ow.eq(ow_cur + 1), seq.eq(seq + 1)]
+                        bump(C.C_HOST, 1)
+                        m.next = "IDLE"
+            with m.State("DROP"):
+                m.d.comb += ring_in.ready.eq(1)
+                with m.If(ring_in.valid & ring_in.payload.last):
+                    m.next = "IDLE"
+
+        # ------------------------------------------------------------------ injector
+        iw = Signal(16)
+        ir = Signal(16)
+        ip = Signal(16)
+        ilen = Signal(16)
+        iport = Signal(4)
+        ib = Signal(10)
+        inb = Signal(10)
+        m.d.comb += inj_rp.addr.eq(ip)
+        with m.FSM(name="inject"):
+            with m.State("IDLE"):
+                with m.If(iw != ir):
+                    m.d.sync += ip.eq(ir)
+                    m.next = "HDR0"
+            with m.State("HDR0"):
+                m.next = "HDR1"          # the header word is being read
+            with m.State("HDR1"):
+                ln = inj_rp.data[0:16]
+                m.d.sync += [ilen.eq(ln), iport.eq(inj_rp.data[16:20]), ib.eq(0),
+                             inb.eq(Mux(ln == 0, 1, (ln + 7) >> 3)), ip.eq(ip + 1)]
+                m.next = "WAIT"
+            with m.State("WAIT"):
+                m.next = "DATA"
+            with m.State("DATA"):
+                lastb = ib == inb - 1
+                rem = (ilen - (ib << 3))[0:4]
+                m.d.comb += [inj_s.valid.eq(1), inj_s.payload.data.eq(inj_rp.data),
+                             inj_s.payload.first.eq(ib == 0), inj_s.payload.last.eq(lastb),
+                             inj_s.payload.keep.eq(Mux(lastb, _thermo(m, Mux(ilen == 0, 0, rem)),
+                                                       0xFF))]
+                with m.If(inj_s.ready):
+                    m.d.comb += inj_rp.addr.eq(ip + 1)
+                    m.d.sync += [ip.eq(ip + 1), ib.eq(ib + 1)]
+                    with m.If(lastb):
+                        m.d.sync += ir.eq(ip + 1)
+                        m.next = "IDLE"
+        # the injector's frames keep their virtual port: the lane's in_port comes from the
+        # header, not from the input index
+        for n, L in enumerate(lanes):
+            with m.If(L.claim & (L.claim_src == NI - 1)):
+                m.d.sync += L.in_port.eq(iport)
+
+        # ------------------------------------------------------------------ program check / commit
+        ck_n = Signal(pw + 1)
+        ck_i = Signal(pw + 1)
+        ck_busy = Signal()
+        ck_v = Signal()
+        m.d.comb += stage_rp.addr.eq(ck_i)
+        cm_req = Signal()
+        cm_n = Signal(pw + 1)
+        cm_v = Signal()
+        new_crc = hdl_crc_update(m, crc, stage_rp.data)
+        with m.FSM(name="loader"):
+            with m.State("IDLE"):
+                with m.If(ck_busy):
+                    m.d.sync += [ck_i.eq(0), ck_v.eq(0), crc.eq(0xFFFFFFFF)]
+                    m.next = "CHECK"
+                with m.Elif(cm_req):
+                    m.d.comb += commit_busy.eq(1)
+                    with m.If(~any_running):
+                        m.d.sync += [ck_i.eq(0), cm_v.eq(0)]
+                        m.next = "COPY"
+            with m.State("CHECK"):
+                # slot i is presented, slot i-1 is read out
+                with m.If(ck_v):
+                    m.d.sync += crc.eq(new_crc)
+                with m.If(ck_i < ck_n):
+                    m.d.sync += [ck_i.eq(ck_i + 1), ck_v.eq(1)]
+                with m.Else():
+                    m.next = "CHECK_END"
+            with m.State("CHECK_END"):
+                m.d.sync += [crc.eq(~crc), ck_busy.eq(0)]
+                m.next = "IDLE"
+            with m.State("COPY"):
+                m.d.comb += commit_busy.eq(1)
+                with m.If(cm_v):
+                    m.d.comb += [pm_we.eq(1), pm_addr.eq(ck_i - 1), pm_data.eq(stage_rp.data)]
+                with m.If(ck_i < cm_n):
+                    m.d.sync += [ck_i.eq(ck_i + 1), cm_v.eq(1)]
+                with m.Else():
+                    m.d.sync += [prog_len.eq(cm_n), commits.eq(commits + 1), cm_req.eq(0)]
+                    m.next = "IDLE"
+
+        # ------------------------------------------------------------------ control port
+        wb = self.wb
+        adr = Signal(C.ADR_BITS)
+        wdat = Signal(32)
+        rdat = Signal(32)
+        region = Signal(4)
+        off = Signal(16)
+        rsel = Signal(4)
+        roff = Signal(16)
+        m.d.comb += [region.eq(wb.adr[16:20]), off.eq(wb.adr[0:16])]
+        m.d.comb += [desc_rp_wb.addr.eq(off[3:]), stage_rp_wb.addr.eq(off[1:]),
+                     inj_rp_wb.addr.eq(off[1:]), out_rp_wb.addr.eq(off[1:])]
+        status = Cat(~any_running, commit_busy | cm_req, ck_busy, Const(0, 5),
+                     Cat(*[L.hold for L in lanes]))
+        info = Const(N, 8) | (Const(P, 8) << 8) | (Const(pw, 8) << 16) | (Const(cfg.max_maps, 8) << 24)
+        regs_r = {C.R_IDENT: C.IDENT, C.R_VERSION: C.VERSION, C.R_INFO: info,
+                  C.R_MAP_BYTES: cfg.map_bytes, C.R_PKT_BYTES: cfg.pkt_bytes,
+                  C.R_INJ_WORDS: cfg.inj_words, C.R_OUT_WORDS: cfg.out_words,
+                  C.R_NS_PER_CYCLE: cfg.ns_per_cycle,
+                  C.R_CTRL: Cat(enable, capture), C.R_STATUS: status,
+                  C.R_PROG_LEN: prog_len, C.R_BUDGET: budget, C.R_MAP_LEN: map_len,
+                  C.R_NMAPS: nmaps, C.R_CRC: crc, C.R_COMMITS: commits,
+                  C.R_INJ_WR: iw, C.R_INJ_RD: ir, C.R_OUT_WR: ow, C.R_OUT_RD: orr,
+                  C.R_KTIME_LO: ktime[0:32], C.R_KTIME_HI: ktime[32:64]}
+        mapdat = Signal(32)
+        with m.FSM(name="wb"):
+            with m.State("IDLE"):
+                with m.If(wb.cyc & wb.stb):
+                    m.d.sync += [rsel.eq(region), roff.eq(off), adr.eq(wb.adr),
+                                 wdat.eq(wb.dat_w)]
+                    with m.If(wb.adr[19]):
+                        m.next = "MAP"
+                    with m.Else():
+                        m.next = "ACK"
+                        with m.If(wb.we):
+                            with m.Switch(region):
+                                with m.Case(C.REGS >> 16):
+                                    with m.Switch(off):
+                                        with m.Case(C.R_CTRL):
+                                            m.d.sync += [enable.eq(wb.dat_w[0]),
+                                                         capture.eq(wb.dat_w[1])]
+                                            m.d.comb += clear_counters.eq(wb.dat_w[2])
+                                        with m.Case(C.R_BUDGET):
+                                            m.d.sync += budget.eq(wb.dat_w)
+                                        with m.Case(C.R_MAP_LEN):
+                                            m.d.sync += map_len.eq(wb.dat_w)
+                                        with m.Case(C.R_NMAPS):
+                                            m.d.sync += nmaps.eq(wb.dat_w)
+                                        with m.Case(C.R_CHECK):
+                                            m.d.sync += [ck_n.eq(wb.dat_w), ck_busy.eq(1)]
+                                        with m.Case(C.R_COMMIT):
+                                            m.d.sync += [cm_n.eq(wb.dat_w), cm_req.eq(1)]
+                                        with m.Case(C.R_INJ_WR):
+                                            m.d.sync += iw.eq(wb.dat_w)
+                                        with m.Case(C.R_OUT_RD):
+                                            m.d.sync += orr.eq(wb.dat_w)
+                                        with m.Case(C.R_SEED):
+                                            m.d.comb += [seed_we.eq(1), seed.eq(wb.dat_w)]
+                                with m.Case(C.MAPDESC >> 16):
+                                    m.d.comb += [desc_wp.addr.eq(off[3:]),
+                                                 desc_wp.data.eq(wb.dat_w.replicate(8)),
+                                                 desc_wp.en.eq(1 << off[0:3])]
+                                with m.Case(C.PM_STAGE >> 16):
+                                    m.d.comb += [stage_wp.addr.eq(off[1:]),
+                                                 stage_wp.data.eq(wb.dat_w.replicate(2)),
+                                                 stage_wp.en.eq(1 << off[0])]
+                                with m.Case(C.INJ_RING >> 16):
+                                    m.d.comb += [inj_wp.addr.eq(off[1:]),
+                                                 inj_wp.data.eq(wb.dat_w.replicate(2)),
+                                                 inj_wp.en.eq(1 << off[0])]
+            with m.State("MAP"):
+                m.d.comb += [host_mbus.valid.eq(1),
+                             host_mbus.addr.eq(memmap.MAP_BASE + (adr[0:19] << 2)),
+                             host_mbus.size.eq(2), host_mbus.we.eq(wb.we),
+                             host_mbus.wdata.eq(wdat)]
+                with m.If(host_mbus.ready):
+                    m.d.sync += mapdat.eq(host_mbus.rdata[0:32])
+                    m.next = "MAPACK"
+            with m.State("MAPACK"):
+                m.d.comb += [wb.ack.eq(1), wb.dat_r.eq(mapdat)]
+                m.next = "IDLE"
+            with m.State("ACK"):
+                m.d.comb += wb.ack.eq(1)
+                with m.Switch(rsel):
+                    with m.Case(C.REGS >> 16):
+                        with m.Switch(roff):
+                            for k, v in regs_r.items():
+                                with m.Case(k):
+                                    m.d.comb += rdat.eq(v)
+                    with m.Case(C.COUNTERS >> 16):
+                        m.d.comb += rdat.eq(Array(counters)[roff[0:6]])
+                    with m.Case(C.MAPDESC >> 16):
+                        m.d.comb += rdat.eq(desc_rp_wb.data.word_select(roff[0:3], 32))
+                    with m.Case(C.PM_STAGE >> 16):
+                        m.d.comb += rdat.eq(stage_rp_wb.data.word_select(roff[0], 32))
+                    with m.Case(C.INJ_RING >> 16):
+                        m.d.comb += rdat.eq(inj_rp_wb.data.word_select(roff[0], 32))
+                    with m.Case(C.OUT_RING >> 16):
+                        m.d.comb += rdat.eq(out_rp_wb.data.word_select(roff[0], 32))
+                m.d.comb += wb.dat_r.eq(rdat)
+                m.next = "IDLE"
+
+        # ------------------------------------------------------------------ counters
+        for i, c in enumerate(counters):
+            terms = bumps.get(i, [])
+            if not terms:
+                continue
+            inc = sum(Value.cast(t).as_unsigned() for t in terms)
+            with m.If(clear_counters):
+                m.d.sync += c.eq(0)
+            with m.Else():
+                m.d.sync += c.eq(c + inc)
+        return m

@@ -1,0 +1,146 @@
+"""Build (once per HDL hash) the Verilator model of the XDP engine, and start simulations of it.
+
+The model is cached under build/rtl/xdp-<hash>/ and reuses sim/rtl.py's Verilator set-up
+(its environment fix for the PyPI wheel and its build flags); a lock file makes concurrent
+processes wait for one build. A simulation is a cocotb run of sim/cocotb_xdp.py, started in a
+child process, serving the control port on a TCP port (see :func:`start`).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bpfpga.errors import TargetError
+from bpfpga.sim import rtl as _rtl
+
+ROOT = _rtl.ROOT
+BUILD = _rtl.BUILD
+TOPLEVEL = "bpfpga_xdp"
+
+
+def config():
+    from bpfpga.hdl.config import SIM
+    return SIM
+
+
+def hdl_hash(cfg=None) -> str:
+    cfg = cfg or config()
+    h = hashlib.sha256()
+    h.update(json.dumps(cfg.as_dict(), sort_keys=True).encode())
+    for pat in sorted(set(_rtl._HDL_INPUTS) | {"hdl/*.py", "bpfpga/obj.py", "bpfpga/memmap.py",
+                                                "bpfpga/isa.py", "bpfpga/traps.py"}):
+        for p in sorted(ROOT.glob(pat)):
+            h.update(p.relative_to(ROOT).as_posix().encode())
+            h.update(p.read_bytes())
+    import amaranth
+    h.update(amaranth.__version__.encode())
+    return h.hexdigest()[:16]
+
+
+def build(force: bool = False, cfg=None) -> Path:
+    cfg = cfg or config()
+    hh = hdl_hash(cfg)
+    bdir = BUILD / "rtl" / f"xdp-{hh}"
+    stamp = bdir / "BUILT"
+    if stamp.exists() and not force:
+        return bdir
+    (BUILD / "rtl").mkdir(parents=True, exist_ok=True)
+    lock = open(BUILD / "rtl" / f"xdp-{hh}.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.exists() and not force:
+            return bdir
+        if bdir.exists():
+            shutil.rmtree(bdir)
+        bdir.mkdir(parents=True)
+        t0 = time.time()
+        _rtl._log(f"generating Verilog of the XDP engine ({hh}, {cfg.cores} cores)")
+        from amaranth.back import verilog
+
+        from bpfpga.hdl.xdp import XDPEngine
+        src = bdir / f"{TOPLEVEL}.v"
+        src.write_text(verilog.convert(XDPEngine(cfg), name=TOPLEVEL, emit_src=False))
+        env = _rtl._verilator_env()
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            from cocotb_tools.runner import get_runner
+            _rtl._log("building the Verilator model of the XDP engine (once per HDL change)")
+            get_runner("verilator").build(
+                sources=[src], hdl_toplevel=TOPLEVEL, build_dir=bdir,
+                build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style", "-CFLAGS", "-std=c++20",
+                            "-O3", "--x-assign", "fast", "--x-initial", "fast"],
+                log_file=bdir / "build.log")
+        except SystemExit as e:
+            raise TargetError(f"Verilator build failed ({e}); see {bdir / 'build.log'}") \
+                from None
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        stamp.write_text(f"{time.time() - t0:.1f}s\n")
+        _rtl._log(f"built in {time.time() - t0:.0f} s: {bdir}")
+        return bdir
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+_RUNNER = r"""
+import os, sys
+from cocotb_tools.runner import get_runner
+r = get_runner("verilator")
+r.test(test_module="bpfpga.sim.cocotb_xdp", hdl_toplevel=sys.argv[1], hdl_toplevel_lang="verilog",
+       build_dir=sys.argv[2], test_dir=sys.argv[3], log_file=os.path.join(sys.argv[3], "sim.log"))
+"""
+
+
+class Simulation:
+    """A running simulation of the engine serving its control port on 127.0.0.1:port."""
+
+    def __init__(self, port: int = 0, log=None):
+        bdir = build()
+        runs = BUILD / "rtl" / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(prefix="xdp-", dir=runs))
+        pf = self.dir / "port"
+        env = dict(os.environ)
+        env.update(_rtl._verilator_env())
+        env.update({"BPFPGA_XDP_PORT": str(port), "BPFPGA_XDP_PORTFILE": str(pf),
+                    "COCOTB_LOG_LEVEL": "WARNING"})
+        self.proc = subprocess.Popen([sys.executable, "-c", _RUNNER, TOPLEVEL, str(bdir),
+                                      str(self.dir)], env=env, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.dir / "runner.log", "w"))
+        t0 = time.time()
+        while not pf.exists():
+            if self.proc.poll() is not None:
+                raise TargetError(f"the XDP simulation ended before serving; see {self.dir}")
+            if time.time() - t0 > 120:
+                self.close()
+                raise TargetError("the XDP simulation did not start in 120 s")
+            time.sleep(0.05)
+        self.port = int(pf.read_text())
+        self.url = f"socket://127.0.0.1:{self.port}"
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    build(force="--force" in sys.argv)
