@@ -44,8 +44,13 @@ class CPU(wiring.Component):
     read-only; map memory is [MAP_BASE, +``map_len``); the stack window is fixed.
     """
 
-    def __init__(self, pm_depth: int = 4096):
+    def __init__(self, pm_depth: int = 4096, target_port: bool = True):
         self.pm_depth = pm_depth
+        # target_port: a second program-memory read port fetches the target of the branch,
+        # call or exit in D, so a taken one costs 2 cycles instead of 3; it costs a second
+        # copy of the program memory's block RAM (yosys does not merge the write port into
+        # a read port when there are two read ports), pm_depth / 256 DP16KD
+        self.target_port = target_port
         self.pw = (pm_depth - 1).bit_length()
         super().__init__({
             "start": In(1),
@@ -96,11 +101,13 @@ class CPU(wiring.Component):
         pm = Memory(shape=unsigned(64), depth=self.pm_depth, init=[])
         m.submodules.pm = pm
         pa = pm.read_port(domain="sync")
-        pb = pm.read_port(domain="sync")
         pm_wp = pm.write_port()
         fa_addr = Signal(pw)
         m.d.comb += [pa.addr.eq(fa_addr), pm_wp.addr.eq(fa_addr), pm_wp.data.eq(self.pm_data),
-                     pm_wp.en.eq(self.pm_we & ~running), pb.en.eq(1)]
+                     pm_wp.en.eq(self.pm_we & ~running)]
+        if self.target_port:
+            pb = pm.read_port(domain="sync")
+            m.d.comb += pb.en.eq(1)
 
         # call frames: return pc and r6..r9, in LUT RAM (asynchronous read). Its one read
         # address is the top frame: D takes the return pc, X the saved registers.
@@ -179,7 +186,8 @@ class CPU(wiring.Component):
         d_tbad = Signal()
         m.d.comb += d_tbad.eq((d_target < 0) | (d_target >= self.prog_len))
         ret_pc = fr_rp.data[0:pw + 1]
-        m.d.comb += pb.addr.eq(Mux(dk(isa.EXIT), ret_pc, d_target[0:pw]))
+        if self.target_port:
+            m.d.comb += pb.addr.eq(Mux(dk(isa.EXIT), ret_pc, d_target[0:pw]))
         # the address of a memory access, from the operand D reads (X recomputes it when the
         # base register comes from X's forwarding path, or for ld_abs/ld_ind)
         d_off32 = Signal(32)
@@ -439,17 +447,19 @@ class CPU(wiring.Component):
             hlp.arg4.eq(regs[4]), hlp.arg5.eq(regs[5]),
         ]
 
+        fin0, cnt0, kill0, stop0, x_wr = Signal(), Signal(), Signal(), Signal(), Signal()
+
         def trap(code):
-            m.d.comb += [stop.eq(1), stop_trap.eq(code)]
+            m.d.comb += [stop0.eq(1), stop_trap.eq(code)]
 
         def write(idx, val):
-            m.d.comb += [wb_en.eq(1), wb_idx.eq(idx), wb_data.eq(val)]
+            m.d.comb += [x_wr.eq(1), wb_idx.eq(idx), wb_data.eq(val)]
 
         def narrow(v):
             return Mux(w64, v, v[0:32])
 
         with m.If(~x_valid):
-            m.d.comb += fin.eq(1)
+            m.d.comb += fin0.eq(1)
         with m.Elif(first & budget_hit):
             trap(traps.TRAP_BUDGET)
         with m.Elif(x_trap != 0):
@@ -457,20 +467,20 @@ class CPU(wiring.Component):
         with m.Elif(is_k(isa.ALU) | is_k(isa.NEG)):
             with m.If(mul_op):
                 with m.If(xc == 3):
-                    m.d.comb += [fin.eq(1), count_it.eq(1)]
+                    m.d.comb += [fin0.eq(1), cnt0.eq(1)]
                     write(x_dst, narrow(mres))
             with m.Elif(divmod_op):
                 with m.If((xc == dv_last) | ((xc == 1) & dv_zero)):
-                    m.d.comb += [fin.eq(1), count_it.eq(1)]
+                    m.d.comb += [fin0.eq(1), cnt0.eq(1)]
                     write(x_dst, narrow(div_res))
             with m.Else():
-                m.d.comb += [fin.eq(1), count_it.eq(1)]
+                m.d.comb += [fin0.eq(1), cnt0.eq(1)]
                 write(x_dst, narrow(alu))
         with m.Elif(is_k(isa.MOVSX)):
-            m.d.comb += [fin.eq(1), count_it.eq(1)]
+            m.d.comb += [fin0.eq(1), cnt0.eq(1)]
             write(x_dst, narrow(movsx))
         with m.Elif(is_k(isa.END)):
-            m.d.comb += [fin.eq(1), count_it.eq(1)]
+            m.d.comb += [fin0.eq(1), cnt0.eq(1)]
             write(x_dst, endr)
         with m.Elif(is_k(isa.LDDW)):
             with m.If(pc_ir >= self.prog_len):
@@ -478,23 +488,23 @@ class CPU(wiring.Component):
             with m.Elif(insn[0:32] != 0):
                 trap(traps.TRAP_RESERVED)
             with m.Else():
-                m.d.comb += [fin.eq(1), count_it.eq(1), kill_lddw.eq(1)]
+                m.d.comb += [fin0.eq(1), cnt0.eq(1), kill0.eq(1)]
                 write(x_dst, Cat(x_imm, d_imm))
         with m.Elif(is_k(isa.JA) | is_k(isa.JCOND)):
             with m.If(is_k(isa.JA) | taken):
                 with m.If(x_tbad):
                     trap(traps.TRAP_PC)
                 with m.Else():
-                    m.d.comb += [fin.eq(1), count_it.eq(1), redirect.eq(1)]
+                    m.d.comb += [fin0.eq(1), cnt0.eq(1), redirect.eq(1)]
             with m.Else():
-                m.d.comb += [fin.eq(1), count_it.eq(1)]
+                m.d.comb += [fin0.eq(1), cnt0.eq(1)]
         with m.Elif(is_load | is_store | ldabs):
             with m.If(~m_rdy):
                 pass                     # the address is being computed
             with m.Elif(mem_bad):
                 with m.If(ldabs):
                     # the kernel ends a legacy packet load outside the packet with r0 = 0
-                    m.d.comb += [stop.eq(1), count_it.eq(1)]
+                    m.d.comb += [stop0.eq(1), cnt0.eq(1)]
                     write(0, 0)
                 with m.Else():
                     trap(traps.TRAP_MEM)
@@ -504,7 +514,7 @@ class CPU(wiring.Component):
                     with m.If(dbus.err):
                         trap(traps.TRAP_MEM)
                     with m.Else():
-                        m.d.comb += [fin.eq(1), count_it.eq(1), to_w.eq(~is_store)]
+                        m.d.comb += [fin0.eq(1), cnt0.eq(1), to_w.eq(~is_store)]
         with m.Elif(is_k(isa.ATOMIC)):
             with m.If(~m_rdy):
                 pass
@@ -516,7 +526,7 @@ class CPU(wiring.Component):
                 with m.If(dbus.ready & dbus.err):
                     trap(traps.TRAP_MEM)
                 with m.Elif(dbus.ready & at_phase):
-                    m.d.comb += [fin.eq(1), count_it.eq(1)]
+                    m.d.comb += [fin0.eq(1), cnt0.eq(1)]
                     with m.If(at_cmpxchg):
                         write(0, at_old)
                     with m.Elif(aimm[0]):
@@ -527,7 +537,7 @@ class CPU(wiring.Component):
             with m.Elif(x_tbad):
                 trap(traps.TRAP_PC)
             with m.Else():
-                m.d.comb += [fin.eq(1), count_it.eq(1), redirect.eq(1),
+                m.d.comb += [fin0.eq(1), cnt0.eq(1), redirect.eq(1),
                              fr_wp.addr.eq(depth), fr_wp.en.eq(1),
                              fr_wp.data.eq(Cat((x_pc + 1)[0:pw + 1], regs[6], regs[7],
                                                regs[8], regs[9]))]
@@ -538,21 +548,28 @@ class CPU(wiring.Component):
                 with m.If(hlp.trap != 0):
                     trap(hlp.trap)
                 with m.Else():
-                    m.d.comb += [fin.eq(1), count_it.eq(1), stop.eq(hlp.exit)]
+                    m.d.comb += [fin0.eq(1), cnt0.eq(1), stop0.eq(hlp.exit)]
                     write(0, hlp.r0)
         with m.Elif(is_k(isa.EXIT)):
-            m.d.comb += count_it.eq(1)
+            m.d.comb += cnt0.eq(1)
             with m.If(depth == 0):
-                m.d.comb += stop.eq(1)
+                m.d.comb += stop0.eq(1)
             with m.Else():
                 # x_target is the return pc D read from the top frame
-                m.d.comb += [fin.eq(1), redirect.eq(1)]
+                m.d.comb += [fin0.eq(1), redirect.eq(1)]
                 rest = fr_rp.data[pw + 1:]
                 m.d.sync += [depth.eq(depth - 1),
                              regs[10].eq(regs[10] + memmap.STACK_FRAME)]
                 m.d.sync += [regs[6 + i].eq(rest[64 * i:64 * i + 64]) for i in range(4)]
         with m.Else():
             trap(traps.TRAP_ILLEGAL)
+
+        # one write port into the register file: the load in W has it; a one-cycle
+        # instruction that writes in the same cycle (its first in X) waits a cycle
+        wconf = Signal()
+        m.d.comb += [wconf.eq(x_wr & w_valid), fin.eq(fin0 & ~wconf), count_it.eq(cnt0 & ~wconf),
+                     kill_lddw.eq(kill0 & ~wconf), stop.eq(stop0 & ~wconf),
+                     wb_en.eq(x_wr & ~wconf)]
 
         # multi-cycle bookkeeping
         is_mem = is_load | is_store | ldabs | is_k(isa.ATOMIC)
@@ -571,11 +588,11 @@ class CPU(wiring.Component):
             m.d.sync += [xc.eq(0), at_phase.eq(0), mem_bad.eq(0), m_went.eq(0)]
 
         # ------------------------------------------------------------------ commit
+        rf_data = Signal(64)
+        m.d.comb += rf_data.eq(Mux(w_valid, w_data, wb_data))
         for i in range(10):
-            with m.If(wb_en & (wb_idx == i) & running):
-                m.d.sync += regs[i].eq(wb_data)
-            with m.Elif(w_valid & (w_idx == i)):
-                m.d.sync += regs[i].eq(w_data)
+            with m.If((w_valid & (w_idx == i)) | (wb_en & (wb_idx == i) & running)):
+                m.d.sync += regs[i].eq(rf_data)
         with m.If(wb_en):
             m.d.sync += last_wb.eq(wb_data)
         m.d.sync += w_valid.eq(0)
@@ -616,10 +633,14 @@ class CPU(wiring.Component):
             m.d.comb += [fa_addr.eq(self.pm_addr), pa.en.eq(0)]
         with m.Elif(fin & ~stop):
             with m.If(redirect):
-                # the target was read on port B while the branch was in D
-                m.d.comb += [fa_addr.eq(x_target + 1), pa.en.eq(1)]
-                m.d.sync += [x_valid.eq(0), ir.eq(pb.data), pc_ir.eq(x_target),
-                             ir_valid.eq(1), pc_b.eq(x_target + 1)]
+                if self.target_port:
+                    # the target was read on port B while the branch was in D
+                    m.d.comb += [fa_addr.eq(x_target + 1), pa.en.eq(1)]
+                    m.d.sync += [x_valid.eq(0), ir.eq(pb.data), pc_ir.eq(x_target),
+                                 ir_valid.eq(1), pc_b.eq(x_target + 1)]
+                else:
+                    m.d.comb += [fa_addr.eq(x_target), pa.en.eq(1)]
+                    m.d.sync += [x_valid.eq(0), ir_valid.eq(0), pc_b.eq(x_target)]
             with m.Elif(kill_lddw):
                 m.d.sync += x_valid.eq(0)
                 front_advance()

@@ -31,6 +31,8 @@ BUILD = Path(os.environ.get("BPFPGA_BUILD", ROOT / "build"))
 TOPLEVEL = "bpfpga_top"
 PM_DEPTH = 4096
 PKT_BYTES = 16384
+# BPFPGA_RTL_TARGET_PORT=0 builds the CPU without its branch-target read port (hdl/cpu.py)
+TARGET_PORT = os.environ.get("BPFPGA_RTL_TARGET_PORT", "1") != "0"
 
 # every file the generated Verilog of the test top depends on (not all of hdl/: the XDP
 # engine's files change often and do not touch this model)
@@ -50,7 +52,7 @@ class RtlResult:
 
 def hdl_hash() -> str:
     h = hashlib.sha256()
-    h.update(f"{PM_DEPTH}/{PKT_BYTES}".encode())
+    h.update(f"{PM_DEPTH}/{PKT_BYTES}/{int(TARGET_PORT)}".encode())
     for pat in _HDL_INPUTS:
         for p in sorted(ROOT.glob(pat)):
             h.update(p.relative_to(ROOT).as_posix().encode())
@@ -87,7 +89,7 @@ def generate_verilog(path: Path) -> None:
     from amaranth.back import verilog
 
     from bpfpga.hdl.testtop import CPUTestTop
-    top = CPUTestTop(pm_depth=PM_DEPTH, pkt_bytes=PKT_BYTES)
+    top = CPUTestTop(pm_depth=PM_DEPTH, pkt_bytes=PKT_BYTES, target_port=TARGET_PORT)
     path.write_text(verilog.convert(top, name=TOPLEVEL, emit_src=False))
 
 
