@@ -112,29 +112,39 @@ class DualBankRAM(wiring.Component):
             rp0.addr.eq((w + 1) >> 1),
             rp1.addr.eq(w >> 1),
         ]
-        with m.If(~busy & bus.valid):
-            m.d.sync += [busy.eq(1), r_addr.eq(bus.addr), r_size.eq(bus.size),
-                         r_we.eq(bus.we), r_wdata.eq(bus.wdata)]
-        with m.Elif(busy):
-            m.d.sync += busy.eq(0)
+        # the request registers load whenever the port is idle, so `valid` (late from the
+        # initiator's bounds check) drives only `busy`, not some hundred enables
+        with m.If(~busy):
+            m.d.sync += [r_addr.eq(bus.addr), r_size.eq(bus.size), r_we.eq(bus.we),
+                         r_wdata.eq(bus.wdata)]
+        m.d.sync += busy.eq(~busy & bus.valid)
 
         # --- cycle 2: data back, write performed --------------------------------------------
         rw = r_addr[3:3 + self.abits + 1]
         sh = r_addr[0:3]
         odd = rw[0]
-        lo = Mux(odd, rp1.data, rp0.data)
-        hi = Mux(odd, rp0.data, rp1.data)
-        both = Cat(lo, hi)
         nbytes_mask = Signal(8)
         with m.Switch(r_size):
             for s in range(4):
                 with m.Case(s):
                     m.d.comb += nbytes_mask.eq((1 << (1 << s)) - 1)
         rmask = Cat(*[nbytes_mask[i].replicate(8) for i in range(8)])
-        m.d.comb += [
-            bus.ready.eq(busy),
-            bus.rdata.eq((both >> (sh * 8))[:64] & rmask),
-        ]
+        # byte i of the result is byte (i + sh) % 8 of the first word (bank odd) or, past
+        # its end, of the next one (bank ~odd): one 8:1 byte mux per bank, then the bank
+        # select and the size mask in one LUT, right after the block RAM outputs
+        rdata = Signal(64)
+        for i in range(8):
+            b0, b1 = Signal(8, name=f"rb0_{i}"), Signal(8, name=f"rb1_{i}")
+            with m.Switch(sh):
+                for k in range(8):
+                    with m.Case(k):
+                        j = (i + k) % 8
+                        m.d.comb += [b0.eq(rp0.data[8 * j:8 * j + 8]),
+                                     b1.eq(rp1.data[8 * j:8 * j + 8])]
+            bank1 = Signal(name=f"rbank_{i}")
+            m.d.comb += bank1.eq(odd ^ (sh >= 8 - i) if i else odd)
+            m.d.comb += rdata[8 * i:8 * i + 8].eq(Mux(bank1, b1, b0) & rmask[8 * i:8 * i + 8])
+        m.d.comb += [bus.ready.eq(busy), bus.rdata.eq(rdata)]
         # rotating the data by the byte offset puts every byte where the byte enables of
         # both words want it (cheaper than a 128-bit shift)
         rot = Signal(64)
