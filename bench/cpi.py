@@ -135,7 +135,7 @@ def main(argv=None):
         print(f"{row['class']:34} {c:>8} {row['goal']:>12} {row['hbpf_cycles']:>12}")
     print(f"\nconformance suite: {len(cres)} programs ({ok} passed), {tot_i} instructions, "
           f"{tot_c} cycles, {tot_c / max(1, tot_i):.2f} cycles per instruction "
-          f"(including a 2-cycle pipeline fill per program)")
+          f"(including the 3-cycle pipeline fill of each program)")
     print(f"simulation: {elapsed:.1f} s for {len(jobs) + len(conf_jobs)} programs")
     out = {"copies": args.n, "classes": rows,
            "conformance": {"programs": len(cres), "passed": ok, "insns": tot_i,

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 GOALS = {"fmax_mhz": 100.0, "lut4": 8000}
 
 
-def core_top(pm_depth: int):
+def core_top(pm_depth: int, target_port: bool = True, wrapper: str = "xor"):
     from amaranth import Module, Signal, Cat
     from amaranth.lib import wiring
     from amaranth.lib.wiring import In, Out
@@ -45,7 +45,7 @@ def core_top(pm_depth: int):
 
         def __init__(self):
             from bpfpga.hdl.bus import HelperSignature
-            self.cpu = CPU(pm_depth)
+            self.cpu = CPU(pm_depth, target_port=target_port)
             cpu_sig = self.cpu.signature
             members = {n: m for n, m in cpu_sig.members.items() if n not in ("dbus",)}
             members["ext"] = Out(DataBusSignature)
@@ -82,8 +82,9 @@ def core_top(pm_depth: int):
             return m
 
     class ScanWrap(wiring.Component):
-        def __init__(self, inner):
+        def __init__(self, inner, wrapper="xor"):
             self.inner = inner
+            self.wrapper = wrapper
             super().__init__({"sin": In(1), "sout": Out(1), "cap": In(1)})
 
         def elaborate(self, platform):
@@ -99,16 +100,28 @@ def core_top(pm_depth: int):
                 m.d.comb += p.eq(chain_in[pos:pos + len(p)])
                 pos += len(p)
             width = sum(len(p) for p in outs)
-            chain_out = Signal(width)
-            with m.If(self.cap):
-                m.d.sync += chain_out.eq(Cat(*outs))
-            with m.Else():
-                m.d.sync += chain_out.eq(chain_out >> 1)
-            m.d.comb += self.sout.eq(chain_out[0])
+            if self.wrapper == "mux":
+                # parallel capture into a shift register: one 2:1 mux (LUT4) per output bit
+                chain_out = Signal(width)
+                with m.If(self.cap):
+                    m.d.sync += chain_out.eq(Cat(*outs))
+                with m.Else():
+                    m.d.sync += chain_out.eq(chain_out >> 1)
+            else:
+                # a signature register: every output bit is XORed into a shifting chain, three
+                # per stage (one LUT4 per three output bits), so none can be optimized away
+                o = Cat(*outs)
+                n = -(-width // 3)
+                chain_out = Signal(n)
+                m.d.sync += [chain_out[k].eq(o[3 * k:3 * k + 3].xor()
+                                             ^ (chain_out[k - 1] if k else self.cap))
+                             for k in range(n)]
+                width = n
+            m.d.comb += self.sout.eq(chain_out[-1])
             self.scan_bits = len(chain_in) + width
             return m
 
-    return ScanWrap(Core())
+    return ScanWrap(Core(), wrapper)
 
 
 def run(cmd, log: Path, cwd: Path):
@@ -127,15 +140,21 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--pm-depth", type=int, default=4096)
     ap.add_argument("--no-abc9", action="store_true")
+    ap.add_argument("--no-target-port", action="store_true",
+                    help="CPU without its branch-target program-memory port")
+    ap.add_argument("--wrapper", choices=("xor", "mux"), default="xor",
+                    help="output side of the scan wrapper: XOR signature (1 LUT4 per 3 "
+                         "bits) or parallel-capture shift register (1 LUT4 per bit)")
+    ap.add_argument("--out", default="synth", help="directory under build/")
     args = ap.parse_args(argv)
 
     from amaranth.back import verilog
-    out = ROOT / "build" / "synth"
+    out = ROOT / "build" / args.out
     out.mkdir(parents=True, exist_ok=True)
     rel = out.relative_to(ROOT)
     print(f"[1/3] generating Verilog of the core (program memory {args.pm_depth} slots)",
           flush=True)
-    top = core_top(args.pm_depth)
+    top = core_top(args.pm_depth, not args.no_target_port, args.wrapper)
     (out / "core.v").write_text(verilog.convert(top, name="core_top", emit_src=False))
     (out / "core.lpf").write_text(
         f'FREQUENCY PORT "clk" {args.freq} MHZ;\n')
@@ -176,6 +195,7 @@ def main(argv=None):
         "scan_chain_ffs": scan_ffs, "core_ff_estimate": (cells["TRELLIS_FF"] - scan_ffs
                                                          if scan_ffs else None),
         "nextpnr_utilisation": util, "pm_depth": args.pm_depth,
+        "target_port": not args.no_target_port, "wrapper": args.wrapper,
         "yosys_s": round(ty, 1), "nextpnr_s": round(tp, 1), "goals": GOALS,
     }
     rows = [("Fmax (MHz)", result["fmax_mhz"], f">= {GOALS['fmax_mhz']:.0f}",
@@ -193,8 +213,9 @@ def main(argv=None):
         print(f"{name:34} {str(v):>10} {goal:>8}  {'' if met is None else 'yes' if met else 'NO'}")
     dest = ROOT / "build" / "bench"
     dest.mkdir(parents=True, exist_ok=True)
-    (dest / "synth_core.json").write_text(json.dumps(result, indent=1))
-    print(f"\nwritten: {dest / 'synth_core.json'}")
+    name = "synth_core.json" if args.out == "synth" else f"synth_core_{args.out}.json"
+    (dest / name).write_text(json.dumps(result, indent=1))
+    print(f"\nwritten: {dest / name}")
     return result
 
 

@@ -192,8 +192,8 @@ class WindowRouter(wiring.Component):
     """Routes one data bus to per-window targets by the top four address bits.
 
     ``targets`` maps the nibble (addr >> 28) to a name; each name becomes an initiator port.
-    An access to a nibble without a target ends with ``err`` (the CPU's bounds check normally
-    stops it before).
+    An access to a nibble without a target ends with ``err`` one cycle after ``valid`` (the
+    CPU's bounds check normally stops it before).
     """
 
     def __init__(self, targets: dict[int, str]):
@@ -216,6 +216,10 @@ class WindowRouter(wiring.Component):
             with m.If(nib == n):
                 m.d.comb += [bus.ready.eq(t.ready), bus.rdata.eq(t.rdata), bus.err.eq(t.err),
                              hit.eq(1)]
+        # no target: err, one cycle later (registered, so that no path runs from the
+        # initiator's valid back into its own ready)
+        nohit = Signal()
+        m.d.sync += nohit.eq(bus.valid & ~hit & ~nohit)
         with m.If(~hit):
-            m.d.comb += [bus.ready.eq(bus.valid), bus.err.eq(1)]
+            m.d.comb += [bus.ready.eq(nohit), bus.err.eq(1)]
         return m
