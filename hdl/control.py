@@ -22,7 +22,7 @@ R_IDENT, R_VERSION, R_INFO, R_MAP_BYTES, R_PKT_BYTES, R_INJ_WORDS, R_OUT_WORDS, 
 R_CTRL = 8          # rw: bit 0 ENABLE (start programs), bit 1 CAPTURE (every result to the ring),
                     #     bit 2 CLEAR counters (self-clearing)
 R_STATUS = 9        # r: bit 0 IDLE (no core runs a program), bit 1 COMMIT busy, bit 2 CHECK busy,
-                    #    bits 8.. lanes holding a packet
+                    #    bit 3 MAPCLR busy, bits 8.. lanes holding a packet
 R_PROG_LEN = 10     # r: slots of the committed program image
 R_BUDGET = 11       # rw: instruction budget per program run
 R_MAP_LEN = 12      # rw: bytes of map memory programs may access (values); above: keys, metadata
@@ -37,6 +37,7 @@ R_OUT_WR = 20       # r: output ring write index (whole records only)
 R_OUT_RD = 21       # rw
 R_KTIME_LO, R_KTIME_HI = 22, 23   # r: the engine clock (ns)
 R_SEED = 24         # w: get_prandom_u32 state of every core
+R_MAPCLR = 25       # w: n -> zero map memory bytes [0, n) (R_STATUS bit 3 while busy)
 
 CTRL_ENABLE, CTRL_CAPTURE, CTRL_CLEAR = 1, 2, 4
 

@@ -602,8 +602,7 @@ class HelperUnit(wiring.Component):
                     with m.If(access(key_addr(lpm_i, ki), 3)):
                         w = bus.rdata
                         p = Mux(ki == 0, w[0:32], tmp[0:32])
-                        mk = lpm_mask(ki, p)
-                        bm = Cat(*[mk[i].replicate(8) for i in range(8)])
+                        bm = lpm_mask(ki, p)        # 64-bit mask, one byte per lane
                         with m.If(ki == 0):
                             m.d.sync += tmp.eq(w[0:32])
                         ok = lpm_ok & (((w ^ K[ki]) & bm) == 0) & (p <= lpm_p)

@@ -627,7 +627,17 @@ class XDPEngine(wiring.Component):
         m.d.comb += [region.eq(wb.adr[16:20]), off.eq(wb.adr[0:16])]
         m.d.comb += [desc_rp_wb.addr.eq(off[3:]), stage_rp_wb.addr.eq(off[1:]),
                      inj_rp_wb.addr.eq(off[1:]), out_rp_wb.addr.eq(off[1:])]
-        status = Cat(~any_running, commit_busy | cm_req, ck_busy, Const(0, 5),
+        clr_busy = Signal()
+        clr_n = Signal(32)
+        clr_a = Signal(32)
+        with m.If(clr_busy):
+            m.d.comb += [host_mbus.valid.eq(1), host_mbus.addr.eq(memmap.MAP_BASE + clr_a),
+                         host_mbus.size.eq(3), host_mbus.we.eq(1), host_mbus.wdata.eq(0)]
+            with m.If(host_mbus.ready):
+                m.d.sync += clr_a.eq(clr_a + 8)
+                with m.If(clr_a + 8 >= clr_n):
+                    m.d.sync += clr_busy.eq(0)
+        status = Cat(~any_running, commit_busy | cm_req, ck_busy, clr_busy, Const(0, 4),
                      Cat(*[L.hold for L in lanes]))
         info = Const(N, 8) | (Const(P, 8) << 8) | (Const(pw, 8) << 16) | (Const(cfg.max_maps, 8) << 24)
         regs_r = {C.R_IDENT: C.IDENT, C.R_VERSION: C.VERSION, C.R_INFO: info,
@@ -671,6 +681,9 @@ class XDPEngine(wiring.Component):
                                             m.d.sync += iw.eq(wb.dat_w)
                                         with m.Case(C.R_OUT_RD):
                                             m.d.sync += orr.eq(wb.dat_w)
+                                        with m.Case(C.R_MAPCLR):
+                                            m.d.sync += [clr_n.eq(wb.dat_w), clr_a.eq(0),
+                                                         clr_busy.eq(wb.dat_w != 0)]
                                         with m.Case(C.R_SEED):
                                             m.d.comb += [seed_we.eq(1), seed.eq(wb.dat_w)]
                                 with m.Case(C.MAPDESC >> 16):

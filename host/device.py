@@ -23,7 +23,7 @@ MAX_BURST = 255
 
 
 class Device:
-    def __init__(self, url: str, base: int = 0, timeout: float = 10.0):
+    def __init__(self, url: str, base: int = 0, timeout: float = 60.0):
         import serial
         try:
             self.port = serial.serial_for_url(url, timeout=timeout)
@@ -136,6 +136,14 @@ class Device:
                 return
         raise TargetError(f"{self.url}: program load failed its check {retries} times "
                           f"(CRC 0x{got:08x}, expected 0x{want:08x})")
+
+    def clear_map_memory(self, n: int) -> None:
+        """Zero map memory bytes [0, n) in hardware (8 bytes an access)."""
+        self.set_reg(C.R_MAPCLR, (n + 7) & ~7)
+        t0 = time.time()
+        while self.reg(C.R_STATUS) & 8:
+            if time.time() - t0 > self.timeout:
+                raise TargetError(f"{self.url}: clearing map memory did not finish")
 
     def set_descriptors(self, descs: list[list[int]], map_len: int) -> None:
         if len(descs) > self.max_maps:

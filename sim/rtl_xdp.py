@@ -106,7 +106,7 @@ class XdpRtl(Target):
             dev.pause()
             dev.control(capture=True, clear=True)
             dev.set_descriptors([hw_descriptor(r) for r in self.image.regions], self.map_len)
-            dev.mem_write(0, bytes(self.image.size))
+            dev.clear_map_memory(self.image.size)
             dev.set_reg(C.R_BUDGET, budget)
             self.maps = {r.md.name: DeviceMap(dev, r, dev.cores) for r in self.image.regions}
             for r in self.image.regions:

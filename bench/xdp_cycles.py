@@ -1,0 +1,120 @@
+"""Cycles per packet of every example on the XDP engine (rtl target), on 1 and N cores, the
+packet rate at the engine's clock, and the kernel's nanoseconds per packet for the same object
+and packets measured in the same run.
+
+    .venv/bin/python bench/xdp_cycles.py [--packets N]
+
+* cycles/packet (1 core): packets one at a time, the core's cycles from start to verdict
+  (XdpResult.cycles), mean over the packets;
+* N cores: the packets streamed back to back through the inject ring; the engine's throughput
+  is measured as total engine cycles (R_KTIME / ns per cycle) over packets, which includes
+  the 8-byte-per-cycle receive and transmit of every frame;
+* Mpps = f / cycles per packet at the Fmax from build/bench/synth_core.json (the core's, as
+  bench/synth_core.py measures it) or 100 MHz when that file is missing;
+* kernel: KernelTarget.ns_per_packet over the same packets, minus the same for an empty
+  program (the harness overhead), when the kernel target is available.
+Writes build/bench/xdp_cycles.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--packets", type=int, default=300)
+    ap.add_argument("--examples", default="")
+    a = ap.parse_args()
+    from bpfpga.compiler.elf import load_object
+    from bpfpga.compiler.mapsjson import load as load_maps
+    from bpfpga.hdl import control as C
+    from bpfpga.host.targets import apply_maps
+    from bpfpga.sim import pcap
+    from bpfpga.sim.rtl_xdp import XdpRtl
+    from bpfpga.sim.xdp import XdpRef
+    fmax = 100.0
+    sj = ROOT / "build/bench/synth_core.json"
+    if sj.exists():
+        try:
+            d = json.loads(sj.read_text())
+            fmax = float(d.get("fmax_mhz") or d.get("fmax") or fmax)
+        except (ValueError, TypeError, AttributeError):
+            pass
+    kernel = None
+    try:
+        from bpfpga.host.kernel import KernelTarget, kernel_available
+        if kernel_available()[0]:
+            kernel = KernelTarget
+    except ImportError:
+        pass
+    rows = []
+    exs = sorted(p for p in (ROOT / "examples").glob("*/") if (p / f"{p.name}.o").exists())
+    if a.examples:
+        exs = [p for p in exs if p.name in a.examples.split(",")]
+    for ex in exs:
+        o = load_object(str(ex / f"{ex.name}.o"))
+        pk = [p for p in pcap.read(ex / "traffic.pcap") if 14 <= len(p) <= 3520][:a.packets]
+        maps = load_maps(ex / "maps.json") if (ex / "maps.json").exists() else {}
+        print(f"{ex.name}: {len(pk)} packets", file=sys.stderr, flush=True)
+        ref = XdpRef(o)
+        apply_maps(ref, o, maps)
+        ins = [ref.run(p).insns for p in pk]
+        with XdpRtl(o) as t:
+            apply_maps(t, o, maps)
+            one = [t.run(p).cycles for p in pk]
+        with XdpRtl(o) as t:
+            apply_maps(t, o, maps)
+            dev = t.dev
+            k0 = dev.reg(C.R_KTIME_LO) | dev.reg(C.R_KTIME_HI) << 32
+            busy0 = dev.counters()
+            res = t.run_batch(pk)
+            k1 = dev.reg(C.R_KTIME_LO) | dev.reg(C.R_KTIME_HI) << 32
+            busy1 = dev.counters()
+            ncores = dev.cores
+        # the engine's wall time includes the host's ring traffic (the simulated UART); the
+        # cores' busy cycles are what the engine needs: the busiest core bounds the rate
+        busy = [busy1[C.C_BUSY + c] - busy0[C.C_BUSY + c] for c in range(ncores)]
+        row = {"example": ex.name, "packets": len(pk),
+               "insns_per_packet": sum(ins) / len(ins),
+               "cycles_per_packet_1core": sum(one) / len(one),
+               "cycles_per_packet_ncores": max(busy) / len(pk), "cores": ncores,
+               "busy_cycles": busy,
+               "fmax_mhz": fmax}
+        row["mpps_1core"] = fmax / row["cycles_per_packet_1core"]
+        row["mpps_ncores"] = fmax / row["cycles_per_packet_ncores"]
+        if kernel is not None:
+            try:
+                sample = pk[:50]
+                with kernel(o) as kt:
+                    apply_maps(kt, o, maps)
+                    ns = sum(kt.ns_per_packet(p, 200) for p in sample) / len(sample)
+                empty = load_object(str(ROOT / "examples/pass/pass.o"))
+                with kernel(empty) as kt:
+                    ns0 = sum(kt.ns_per_packet(p, 200) for p in sample) / len(sample)
+                row["kernel_ns_per_packet"] = max(0.0, ns - ns0)
+            except Exception as e:      # noqa: BLE001 - reported, not fatal
+                row["kernel_error"] = str(e)
+        rows.append(row)
+    out = ROOT / "build/bench"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "xdp_cycles.json").write_text(json.dumps(rows, indent=1))
+    hdr = (f"{'example':10} {'insns':>7} {'cyc/pkt 1c':>10} {'cyc/pkt Nc':>10} "
+           f"{'Mpps 1c':>8} {'Mpps Nc':>8} {'kernel ns':>9}")
+    print(hdr)
+    for r in rows:
+        k = r.get("kernel_ns_per_packet")
+        print(f"{r['example']:10} {r['insns_per_packet']:7.1f} {r['cycles_per_packet_1core']:10.1f} "
+              f"{r['cycles_per_packet_ncores']:10.1f} {r['mpps_1core']:8.2f} "
+              f"{r['mpps_ncores']:8.2f} {k if k is None else round(k, 1)!s:>9}")
+    print(f"(at {fmax:.1f} MHz; JSON in {out / 'xdp_cycles.json'})")
+
+
+if __name__ == "__main__":
+    main()
