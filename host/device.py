@@ -183,7 +183,7 @@ class Device:
         wr = self._inj_wr
         pend = []
         for frame, port in frames:
-            nw = 1 + (len(frame) + 7) // 8
+            nw = 1 + max(1, (len(frame) + 7) // 8)     # the engine reads >= 1 data word
             if nw > self.inj_words:
                 raise TargetError(f"frame of {len(frame)} bytes exceeds the inject ring")
             t0 = time.time()
