@@ -214,12 +214,14 @@ class XdpRtl(Target):
                 todo.append(i)
             except TargetError as e:
                 out[i] = e
+        # the engine drops a frame that finds every packet buffer busy (by design: RX never
+        # stalls), so the host keeps at most one frame per core in flight
         room = self.dev.out_words // 2
         k = 0
         while k < len(todo):
             batch = []
             words = 0
-            while k < len(todo):
+            while k < len(todo) and len(batch) < self.dev.cores:
                 w = 5 + (len(packets[todo[k]]) + 7) // 8
                 if batch and (words + w > room or words + w > self.dev.inj_words - 8):
                     break
