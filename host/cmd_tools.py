@@ -138,6 +138,9 @@ def demo_cmd(ctx, target):
             target = "rtl"
         except ImportError:
             pass
+    if target == "rtl":
+        from bpfpga.host.cmd_xdp import demo_rtl
+        sys.exit(demo_rtl())
     click.echo(f"bpfpga demo: examples/lb/lb.o (L4 load balancer) on the {target} target, "
                f"maps from examples/lb/maps.json, packets from examples/lb/traffic.pcap")
     ctx.invoke(run_cmd, obj=str(ex / "lb.o"), prog=None, maps_json=str(ex / "maps.json"),
