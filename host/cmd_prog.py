@@ -119,13 +119,25 @@ def register(group: click.Group) -> None:
         """Inspect BPF objects."""
 
     @prog.command("show")
-    @click.argument("obj", type=click.Path(dir_okay=False))
+    @click.argument("obj", type=click.Path(dir_okay=False), required=False)
+    @click.option("--device", "-d", "device", envvar="BPFPGA_DEVICE", metavar="URL",
+                  default=None, help="Without OBJ: the device whose program to show "
+                  "(default $BPFPGA_DEVICE).")
+    @click.option("--timeout", type=float, default=10.0, help="Device answer timeout (s).")
     @click.option("-j", "--json", "as_json", is_flag=True, help="JSON output, as bpftool -j.")
     @click.option("--map-size", "map_size", multiple=True, metavar="NAME=ENTRIES",
                   help="Override a map's max_entries (repeatable).")
-    def show(obj: str, as_json: bool, map_size: tuple[str, ...]):
-        """Programs and maps of OBJ (a clang -target bpf object)."""
+    def show(obj: str | None, device: str | None, timeout: float, as_json: bool,
+             map_size: tuple[str, ...]):
+        """Programs and maps of OBJ (a clang -target bpf object); without OBJ, the program
+        loaded on the device."""
         from bpfpga.compiler.elf import load_object
+        if obj is None:
+            from bpfpga.host.cmd_device import show_loaded
+            if not device:
+                raise LoadError("prog show: give OBJ, or --device URL (or $BPFPGA_DEVICE)")
+            show_loaded(device, timeout, as_json)
+            return
 
         o = load_object(obj, map_sizes=parse_map_sizes(map_size))
         if as_json:

@@ -23,19 +23,30 @@ MAX_BURST = 255
 
 
 class Device:
-    def __init__(self, url: str, base: int = 0, timeout: float = 60.0):
-        import serial
-        try:
-            self.port = serial.serial_for_url(url, timeout=timeout)
-        except (serial.SerialException, OSError) as e:
-            raise TargetError(f"cannot open the control port at {url}: {e}") from None
+    """The engine's control port over a transport (host/transport.py): a device path or
+    pyserial URL (UART bridge, ``socket://`` for the simulated board), ``udp://HOST[:PORT]``
+    (Etherbone), or a ready Transport (``transport=``, e.g. a UartBridge over a FaultyPort)."""
+
+    def __init__(self, url: str | None = None, base: int = 0, timeout: float = 60.0,
+                 transport=None, retries: int = 3):
+        from bpfpga.host.transport import open_transport
+        if transport is None:
+            if url is None:
+                raise TargetError("no device given (a URL or a transport)")
+            transport = open_transport(url, timeout=timeout, retries=retries)
+        self.t = transport
         self.base = base
-        self.url = url
+        self.url = url or transport.url
         self.timeout = timeout
-        ident = self.reg(C.R_IDENT)
-        if ident != C.IDENT:
-            raise TargetError(f"{url}: not a bpfpga XDP engine (ident 0x{ident:08x})")
-        info = self.reg(C.R_INFO)
+        try:
+            ident = self.reg(C.R_IDENT)
+            if ident != C.IDENT:
+                raise TargetError(f"{self.url}: not a bpfpga XDP engine (ident 0x{ident:08x})")
+            info = self.reg(C.R_INFO)
+            self.version = self.reg(C.R_VERSION)
+        except BaseException:
+            self.t.close()
+            raise
         self.cores = info & 0xFF
         self.ports = (info >> 8) & 0xFF
         self.pm_depth = 1 << ((info >> 16) & 0xFF)
@@ -48,33 +59,16 @@ class Device:
         self._inj_wr = self._inj_rd = self._out_rd = None     # ring indexes the host owns
 
     def close(self):
-        self.port.close()
+        self.t.close()
 
     # ------------------------------------------------------------------ raw words
-    def _recv(self, n: int) -> bytes:
-        data = self.port.read(n)
-        if len(data) != n:
-            raise TargetError(f"{self.url}: the device did not answer ({len(data)} of {n} "
-                              f"bytes in {self.timeout} s)")
-        return data
-
     def write(self, addr: int, words) -> None:
-        words = list(words)
-        out = bytearray()
-        for i in range(0, len(words), MAX_BURST):
-            chunk = words[i:i + MAX_BURST]
-            out += struct.pack(">BBI", 0x01, len(chunk), self.base + addr + i)
-            out += struct.pack(f">{len(chunk)}I", *chunk)
-        self.port.write(bytes(out))
+        self.t.write(self.base + addr, list(words))
 
     def read(self, addr: int, n: int) -> list[int]:
         if n <= 0:
             return []
-        out = bytearray()
-        for i in range(0, n, MAX_BURST):
-            out += struct.pack(">BBI", 0x02, min(MAX_BURST, n - i), self.base + addr + i)
-        self.port.write(bytes(out))
-        return list(struct.unpack(f">{n}I", self._recv(4 * n)))
+        return self.t.read(self.base + addr, n)
 
     def reg(self, r: int) -> int:
         return self.read(C.REGS + r, 1)[0]
@@ -111,6 +105,10 @@ class Device:
         """Stage the image, check the hardware's CRC-32 of it against ours, then commit it
         (between packets, all at once). A load that does not check leaves the running
         program as it was."""
+        self.stage_program(code, retries)
+        self.commit_program(code)
+
+    def _image_words(self, code: bytes):
         import zlib
         if len(code) % 8:
             raise TargetError("program image is not a whole number of slots")
@@ -118,24 +116,44 @@ class Device:
         if n > self.pm_depth:
             raise TargetError(f"program image of {n} slots does not fit the program memory "
                               f"({self.pm_depth} slots)")
-        words = struct.unpack(f"<{2 * n}I", code)
-        want = zlib.crc32(code) & 0xFFFFFFFF
+        return n, struct.unpack(f"<{2 * n}I", code), zlib.crc32(code) & 0xFFFFFFFF
+
+    def staged_crc(self, n: int) -> int:
+        """The hardware's CRC-32 of staging slots [0, n)."""
+        self.set_reg(C.R_CHECK, n)
+        t0 = time.time()
+        while self.reg(C.R_STATUS) & 4:
+            if time.time() - t0 > self.timeout:
+                raise TargetError(f"{self.url}: the program check did not finish")
+        return self.reg(C.R_CRC)
+
+    def stage_program(self, code: bytes, retries: int = 3) -> int:
+        """Write the image to staging until the hardware's CRC of it matches ours (the
+        running program is untouched). Returns the slot count."""
+        n, words, want = self._image_words(code)
+        got = None
         for _ in range(retries):
             self.write(C.PM_STAGE, words)
-            self.set_reg(C.R_CHECK, n)
-            while self.reg(C.R_STATUS) & 4:
-                pass
-            got = self.reg(C.R_CRC)
+            got = self.staged_crc(n)
             if got == want:
-                before = self.reg(C.R_COMMITS)
-                self.set_reg(C.R_COMMIT, n)
-                t0 = time.time()
-                while self.reg(C.R_COMMITS) == before:
-                    if time.time() - t0 > self.timeout:
-                        raise TargetError(f"{self.url}: program commit did not finish")
-                return
+                return n
         raise TargetError(f"{self.url}: program load failed its check {retries} times "
-                          f"(CRC 0x{got:08x}, expected 0x{want:08x})")
+                          f"(CRC 0x{got:08x}, expected 0x{want:08x}); the running program "
+                          f"is unchanged")
+
+    def commit_program(self, code: bytes) -> None:
+        """Check staging once more against the image, then commit it between packets."""
+        n, _, want = self._image_words(code)
+        got = self.staged_crc(n)
+        if got != want:
+            raise TargetError(f"{self.url}: staged program changed before its commit (CRC "
+                              f"0x{got:08x}, expected 0x{want:08x}); not committed")
+        before = self.reg(C.R_COMMITS)
+        self.set_reg(C.R_COMMIT, n)
+        t0 = time.time()
+        while self.reg(C.R_COMMITS) == before:
+            if time.time() - t0 > self.timeout:
+                raise TargetError(f"{self.url}: program commit did not finish")
 
     def clear_map_memory(self, n: int) -> None:
         """Zero map memory bytes [0, n) in hardware (8 bytes an access)."""
@@ -470,10 +488,11 @@ class DeviceMap:
             valid = [i for i, v in enumerate(st) if v == 1]
             if not valid:
                 return []
+            bulk = len(valid) > max(16, self.r.slots // 8)     # else slot by slot
             keys = self.dev.mem_read(self.koff, self.r.key_stride * self.r.slots) \
-                if len(valid) > 16 else None
+                if bulk else None
             vals_all = None
-            if len(valid) > 16:
+            if bulk:
                 span = self.r.stride * self.r.slots * self.r.cpus
                 vals_all = self.dev.mem_read(self.off, span)
             out = []
@@ -533,3 +552,257 @@ class DeviceMap:
             if p <= plen and (data & m) == d and (best is None or p > best[0]):
                 best = (p, i)
         return None if best is None else best[1]
+
+
+# ---------------------------------------------------------------------------- loaded objects
+# What is loaded is recorded on the device itself, in the top META_BYTES of map memory (above
+# every map: the layout is linked into map_bytes - META_BYTES, and programs reach only the
+# value window below MAP_LEN): "BPFM", u32 length, u32 CRC-32, then JSON naming the object
+# (absolute path, SHA-256), its program and map sizes. Any host can then rebuild the map layout
+# from the object (compiler/link.py hw_layout is deterministic) and checks it against the
+# descriptors the device holds.
+META_BYTES = 4096
+META_MAGIC = b"BPFM"
+
+
+def meta_offset(dev: Device) -> int:
+    return dev.map_bytes - META_BYTES
+
+
+def read_meta(dev: Device) -> dict | None:
+    import json
+    import zlib
+    off = meta_offset(dev)
+    head = dev.mem_read(off, 12)
+    if head[:4] != META_MAGIC:
+        return None
+    n, crc = struct.unpack("<II", head[4:12])
+    if n > META_BYTES - 12:
+        return None
+    body = dev.mem_read(off + 12, n)
+    if zlib.crc32(body) & 0xFFFFFFFF != crc:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def write_meta(dev: Device, meta: dict | None, retries: int = 3) -> None:
+    import json
+    import zlib
+    off = meta_offset(dev)
+    if meta is None:
+        dev.mem_write(off, bytes(12))
+        return
+    body = json.dumps(meta, sort_keys=True).encode()
+    if len(body) > META_BYTES - 12:
+        raise TargetError("load record too long for the device's metadata area")
+    blob = META_MAGIC + struct.pack("<II", len(body), zlib.crc32(body) & 0xFFFFFFFF) + body
+    for _ in range(retries):
+        dev.mem_write(off, blob)
+        if read_meta(dev) == json.loads(body):
+            return
+    raise TargetError(f"{dev.url}: could not record the loaded object on the device")
+
+
+def _same_value(got, want) -> bool:
+    if isinstance(want, (list, tuple)):
+        return isinstance(got, list) and all(bytes(g) == bytes(w) for g, w in zip(got, want))
+    if isinstance(got, list):
+        return all(bytes(g) == bytes(want) for g in got)
+    if isinstance(want, int):
+        return got is not None and int.from_bytes(bytes(got), "little") == \
+            want & ((1 << (8 * len(got))) - 1)
+    return got is not None and bytes(got) == bytes(want)
+
+
+def verified_update(dm: DeviceMap, key: bytes, value, flags: int = 0,
+                    retries: int = 3) -> None:
+    """DeviceMap.update, then read back: the entry must hold the value under the key, and a
+    hash table must gain no other valid slot (a write garbled on the link could otherwise
+    leave an entry under a wrong key). A bad result is undone and retried; after `retries`
+    failures a TargetError. Call with the engine paused."""
+    name = dm.md.name
+    for _ in range(retries):
+        before = dm._states() if dm.is_hash else None
+        dm.update(key, value, flags)
+        ok = _same_value(dm.lookup(key), value)
+        if dm.is_hash:
+            after = dm._states()
+            s, _ = dm._find(bytes(key))
+            for i, (b, a) in enumerate(zip(before, after)):
+                if a != b and i != s:            # a slot the update should not have touched
+                    dm.dev.mem_write(dm.moff + 8 + i, bytes([b]))
+                    ok = False
+            valid = sum(1 for v in dm._states() if v == 1)
+            if dm._count() != valid:
+                dm._set_count(valid)
+                ok = False
+            ok = ok and s is not None and dm._slot_key(s) == bytes(key)
+            if not ok and s is not None and before[s] != 1:
+                dm.dev.mem_write(dm.moff + 8 + s, bytes([before[s]]))
+                dm._set_count(sum(1 for v in dm._states() if v == 1))
+        if ok:
+            return
+        flags &= ~1                                # a retry may find its own earlier write
+    raise TargetError(f"{dm.dev.url}: map '{name}': update did not verify after {retries} "
+                      f"tries (bad link?); the entry was not written")
+
+
+def _bulk_array(dm: DeviceMap, lst) -> list:
+    """Write plain array entries back to back, read the map back once, and return the entries
+    that do not read back as written (for verified_update one by one)."""
+    todo = []
+    for key, val in lst:
+        i = int.from_bytes(bytes(key)[:4], "little")
+        if isinstance(val, tuple) or i >= dm.md.max_entries or len(bytes(key)) != 4:
+            todo.append((key, val))
+            continue
+        dm._write_val(i, val)
+    got = dict(dm.dump())
+    return todo + [(k, v) for k, v in lst if not isinstance(v, tuple) and
+                   (k, v) not in todo and not _same_value(got.get(bytes(k)), v)]
+
+
+class Loaded:
+    """The object a device runs, rebuilt on the host: its image, maps (DeviceMap by name)
+    and program numbers."""
+
+    def __init__(self, dev: Device, obj, prog: str | None = None):
+        from bpfpga.compiler.link import hw_layout
+        from bpfpga.errors import LoadError
+        from bpfpga.sim.rtl_xdp import link_image
+        self.dev, self.obj = dev, obj
+        try:
+            self.entry = obj.program(prog)
+        except (KeyError, IndexError):
+            names = ", ".join(p.name for p in obj.programs) or "none"
+            raise LoadError(f"{obj.path}: no program '{prog}' (programs: {names})") from None
+        self.image, self.map_len = hw_layout(obj, dev.cores, meta_offset(dev))
+        self.code, self.prog_no, self.spans = link_image(obj, self.entry, self.image)
+        self.maps = {r.md.name: DeviceMap(dev, r, dev.cores) for r in self.image.regions}
+
+    def descriptors(self) -> list[list[int]]:
+        from bpfpga.compiler.link import hw_descriptor
+        return [hw_descriptor(r) for r in self.image.regions]
+
+    def map(self, name: str) -> DeviceMap:
+        m = self.maps.get(name)
+        if m is None:
+            raise TargetError(f"no map named '{name}' in the loaded object (maps: "
+                              f"{', '.join(self.maps) or 'none'})")
+        return m
+
+    def check_device(self) -> None:
+        """The device's descriptors must be the ones this object links to."""
+        want = self.descriptors()
+        got = self.dev.read(C.MAPDESC, 8 * len(want)) if want else []
+        flat = [w & 0xFFFFFFFF for d in want for w in d]
+        if got != flat or self.dev.reg(C.R_NMAPS) != len(want):
+            raise TargetError(f"{self.dev.url}: the device's map descriptors do not match "
+                              f"{self.obj.path}; load it again")
+
+
+def install(dev: Device, obj, prog: str | None = None, entries: dict | None = None,
+            budget: int | None = None, meta_extra: dict | None = None) -> Loaded:
+    """Load an object onto a device: stage the program and check its CRC (the running
+    program is untouched until then), pause, write the map descriptors, clear map memory,
+    initialize maps (global data, program arrays, `entries` as from maps.json) with every
+    entry read back, check staging once more, commit, record the load, resume."""
+    import hashlib
+    import os
+    from bpfpga import memmap
+    from bpfpga.errors import LoadError
+    from bpfpga.hdl.helpers_hw import SUPPORTED
+    from bpfpga.helpers import HELPER_NAMES
+    from bpfpga.obj import BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_PROG_ARRAY
+    for p in obj.programs:
+        for h in p.helpers:
+            if h not in SUPPORTED:
+                raise LoadError(f"{obj.path}: program '{p.name}' calls helper "
+                                f"bpf_{HELPER_NAMES.get(h, str(h))} ({h}), which the "
+                                f"hardware engine does not support")
+    for md in obj.maps:
+        if md.key_size > 64:
+            raise LoadError(f"map '{md.name}': keys of {md.key_size} bytes exceed the "
+                            f"helper unit's 64")
+    names = {m.name: m for m in obj.maps}
+    for name in (entries or {}):
+        if name not in names:
+            raise LoadError(f"maps file names map '{name}', which {obj.path} does not have "
+                            f"(maps: {', '.join(names)})")
+    ld = Loaded(dev, obj, prog)
+    dev.stage_program(ld.code)
+    dev.pause()
+    write_meta(dev, None)
+    descs = ld.descriptors()
+    for _ in range(3):
+        dev.set_descriptors(descs, ld.map_len)
+        try:
+            ld.check_device()
+            break
+        except TargetError:
+            continue
+    else:
+        raise TargetError(f"{dev.url}: map descriptors did not verify; the engine is left "
+                          f"paused, load again")
+    dev.clear_map_memory(ld.image.size)
+    dev.set_reg(C.R_BUDGET, budget or memmap.INSN_BUDGET)
+    for r in ld.image.regions:
+        md = r.md
+        dm = ld.maps[md.name]
+        if md.data is not None:
+            verified_update(dm, b"\0\0\0\0",
+                            bytes(md.data).ljust(md.value_size, b"\0")[:md.value_size])
+        for idx, target in md.init_slots.items():
+            key = int(idx).to_bytes(4, "little")
+            if md.type == BPF_MAP_TYPE_PROG_ARRAY:
+                verified_update(dm, key, ld.prog_no[target] + 1)
+            elif md.type == BPF_MAP_TYPE_ARRAY_OF_MAPS:
+                verified_update(dm, key, ld.image.region(target).handle)
+    for name, lst in (entries or {}).items():
+        dm = ld.maps[name]
+        if dm.md.type in (2, 6):
+            lst = _bulk_array(dm, lst)         # the entries that did not verify in bulk
+        for key, val in lst:
+            if isinstance(val, tuple):
+                kind, what = val
+                if kind == "prog":
+                    val = ld.prog_no[what] + 1
+                else:
+                    val = ld.image.region(what).handle
+            verified_update(dm, key, val)
+    dev.commit_program(ld.code)
+    meta = {"object": os.path.abspath(obj.path),
+            "sha256": hashlib.sha256(open(obj.path, "rb").read()).hexdigest(),
+            "program": ld.entry.name, "section": ld.entry.section,
+            "slots": len(ld.code) // 8, "maps": list(ld.maps),
+            "loaded": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    meta.update(meta_extra or {})
+    write_meta(dev, meta)
+    dev.control(clear=True)
+    dev.resume()
+    return ld
+
+
+def open_loaded(dev: Device) -> tuple[Loaded, dict]:
+    """The object the device runs (from its load record), checked against the device."""
+    import hashlib
+    from bpfpga.compiler.elf import load_object
+    meta = read_meta(dev)
+    if meta is None:
+        raise TargetError(f"{dev.url}: no program loaded by bpfpga (no load record on the "
+                          f"device); run `bpfpga prog load OBJ`")
+    path = meta["object"]
+    try:
+        data = open(path, "rb").read()
+    except OSError as e:
+        raise TargetError(f"{dev.url} runs {path}, which this host cannot read "
+                          f"({e.strerror}); maps need the object's layout") from None
+    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+        raise TargetError(f"{path} changed since it was loaded onto {dev.url}; load it again")
+    obj = load_object(path, map_sizes=meta.get("map_sizes") or {})
+    ld = Loaded(dev, obj, meta["program"])
+    ld.check_device()
+    return ld, meta
