@@ -127,19 +127,30 @@ class Device:
                 raise TargetError(f"{self.url}: the program check did not finish")
         return self.reg(C.R_CRC)
 
-    def stage_program(self, code: bytes, retries: int = 3) -> int:
-        """Write the image to staging until the hardware's CRC of it matches ours (the
-        running program is untouched). Returns the slot count."""
+    def stage_program(self, code: bytes, retries: int = 5, chunk: int = 64) -> int:
+        """Write the image to staging a chunk at a time; after each chunk the hardware's CRC
+        of the staged prefix must equal ours (zlib.crc32 of the same prefix), else the chunk
+        is written again. The running program is untouched. Returns the slot count."""
+        import zlib
         n, words, want = self._image_words(code)
-        got = None
-        for _ in range(retries):
-            self.write(C.PM_STAGE, words)
-            got = self.staged_crc(n)
-            if got == want:
-                return n
-        raise TargetError(f"{self.url}: program load failed its check {retries} times "
-                          f"(CRC 0x{got:08x}, expected 0x{want:08x}); the running program "
-                          f"is unchanged")
+        got = exp = None
+        for s in range(0, n, chunk):
+            e = min(n, s + chunk)
+            exp = zlib.crc32(code[:8 * e]) & 0xFFFFFFFF
+            for _ in range(retries):
+                self.write(C.PM_STAGE + 2 * s, words[2 * s:2 * e])
+                try:
+                    got = self.staged_crc(e)
+                except TargetError:
+                    got = None
+                if got == exp:
+                    break
+            else:
+                shown = "no answer" if got is None else f"CRC 0x{got:08x}"
+                raise TargetError(f"{self.url}: program load failed its check {retries} "
+                                  f"times at slots {s}..{e - 1} ({shown}, expected "
+                                  f"0x{exp:08x}); the running program is unchanged")
+        return n
 
     def commit_program(self, code: bytes) -> None:
         """Check staging once more against the image, then commit it between packets."""
@@ -601,7 +612,7 @@ def write_meta(dev: Device, meta: dict | None, retries: int = 3) -> None:
     blob = META_MAGIC + struct.pack("<II", len(body), zlib.crc32(body) & 0xFFFFFFFF) + body
     for _ in range(retries):
         dev.mem_write(off, blob)
-        if read_meta(dev) == json.loads(body):
+        if _stable(lambda: read_meta(dev)) == json.loads(body):
             return
     raise TargetError(f"{dev.url}: could not record the loaded object on the device")
 
@@ -617,32 +628,47 @@ def _same_value(got, want) -> bool:
     return got is not None and bytes(got) == bytes(want)
 
 
+def _stable(fn, tries: int = 6):
+    """fn() read until two reads agree: a reply garbled on the link does not pass
+    for the device's state."""
+    seen = [fn()]
+    for _ in range(tries):
+        cur = fn()
+        if cur in seen:
+            return cur
+        seen.append(cur)
+    raise TargetError("reads of the device do not agree (bad link?)")
+
+
 def verified_update(dm: DeviceMap, key: bytes, value, flags: int = 0,
-                    retries: int = 3) -> None:
-    """DeviceMap.update, then read back: the entry must hold the value under the key, and a
-    hash table must gain no other valid slot (a write garbled on the link could otherwise
-    leave an entry under a wrong key). A bad result is undone and retried; after `retries`
-    failures a TargetError. Call with the engine paused."""
+                    retries: int = 5) -> None:
+    """DeviceMap.update, then read back (every read twice, until they agree): the entry must
+    hold the value under the key, and a hash table must gain no other valid slot (a write
+    garbled on the link could otherwise leave an entry under a wrong key). Such a slot is
+    made invalid again and the update retried; after `retries` failures a TargetError. Call
+    with the engine paused."""
     name = dm.md.name
+    key = bytes(key)
     for _ in range(retries):
-        before = dm._states() if dm.is_hash else None
+        before = _stable(dm._states) if dm.is_hash else None
         dm.update(key, value, flags)
-        ok = _same_value(dm.lookup(key), value)
+        ok = _same_value(_stable(lambda: dm.lookup(key)), value)
         if dm.is_hash:
-            after = dm._states()
-            s, _ = dm._find(bytes(key))
+            after = _stable(dm._states)
+            s, _ = _stable(lambda: dm._find(key))
             for i, (b, a) in enumerate(zip(before, after)):
-                if a != b and i != s:            # a slot the update should not have touched
-                    dm.dev.mem_write(dm.moff + 8 + i, bytes([b]))
-                    ok = False
-            valid = sum(1 for v in dm._states() if v == 1)
-            if dm._count() != valid:
-                dm._set_count(valid)
+                if i == s or a == b:
+                    continue
                 ok = False
-            ok = ok and s is not None and dm._slot_key(s) == bytes(key)
+                if a == 1:                       # valid without reason: invalidate it
+                    dm.dev.mem_write(dm.moff + 8 + i, bytes([b if b != 1 else 2]))
+            ok = ok and s is not None and _stable(lambda: dm._slot_key(s)) == key
             if not ok and s is not None and before[s] != 1:
                 dm.dev.mem_write(dm.moff + 8 + s, bytes([before[s]]))
-                dm._set_count(sum(1 for v in dm._states() if v == 1))
+            valid = sum(1 for v in _stable(dm._states) if v == 1)
+            if _stable(dm._count) != valid:
+                dm._set_count(valid)
+                ok = False
         if ok:
             return
         flags &= ~1                                # a retry may find its own earlier write
@@ -660,7 +686,7 @@ def _bulk_array(dm: DeviceMap, lst) -> list:
             todo.append((key, val))
             continue
         dm._write_val(i, val)
-    got = dict(dm.dump())
+    got = dict(dm.dump())        # a garbled read only sends an entry to verified_update
     return todo + [(k, v) for k, v in lst if not isinstance(v, tuple) and
                    (k, v) not in todo and not _same_value(got.get(bytes(k)), v)]
 

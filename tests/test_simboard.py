@@ -157,7 +157,9 @@ def _faulty_device(url, drop, corrupt, seed):
     from bpfpga.host.device import Device
     from bpfpga.host.transport import FaultyPort, UartBridge
     raw = serial.serial_for_url(url, timeout=0.5)
-    fp = FaultyPort(raw, drop=drop, corrupt=corrupt, seed=seed)
+    # faults on the answers only: a fault on the way out can turn a write's address into a
+    # control register (see docs/simboard.md), which the protocol cannot detect
+    fp = FaultyPort(raw, drop=drop, corrupt=corrupt, seed=seed, tx=False)
     dev = Device(transport=UartBridge(url, timeout=0.5, retries=8, port=fp), timeout=10)
     return dev, fp
 
@@ -181,8 +183,8 @@ def test_faulty_link_never_commits_corruption(tmp_path):
     board = Board(tmp_path)
     outcomes = []
     try:
-        for seed, drop, corrupt in ((1, 0.0, 0.0005), (2, 0.0002, 0.0), (3, 0.0003, 0.0005),
-                                    (4, 0.02, 0.02)):
+        for seed, drop, corrupt in ((1, 0.0, 0.001), (2, 0.0005, 0.0), (3, 0.0005, 0.001),
+                                    (4, 0.05, 0.05)):
             clean = Device(board.url, timeout=10)
             commits0 = clean.reg(C.R_COMMITS)
             dev = fp = None
@@ -198,7 +200,9 @@ def test_faulty_link_never_commits_corruption(tmp_path):
                 if dev is not None:
                     dev.close()
             time.sleep(0.3)                    # let the bridge's parser reset
-            outcomes.append((seed, ok, fp.dropped + fp.corrupted if fp else 0))
+            outcomes.append((seed, ok, fp.dropped + fp.corrupted if fp else 0,
+                             None if ok else msg))
+            print(outcomes[-1])
             if ok:
                 ld, meta = open_loaded(clean)
                 n = len(ld.code) // 8
@@ -223,6 +227,6 @@ def test_faulty_link_never_commits_corruption(tmp_path):
             clean.close()
     finally:
         board.close()
-    assert any(ok for _, ok, _ in outcomes), outcomes
-    assert sum(f for _, _, f in outcomes) > 0, outcomes
+    assert any(ok for _, ok, _, _ in outcomes), outcomes
+    assert sum(f for _, _, f, _ in outcomes) > 0, outcomes
     print(outcomes)
