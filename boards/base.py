@@ -99,6 +99,7 @@ class Board:
     reset: tuple[str, bool] | None = None   # (resource, active_low): a reset button
     engine_clock_mhz: float = 100.0
     cores: int = 2                 # default engine cores for this board
+    engine: tuple = ()             # ((field, value), ...): EngineConfig fields for this board
     revision: str = ""
     url: str = ""
     notes: str = ""
@@ -154,6 +155,7 @@ class Board:
                              {"port": self.host.port, "ip": self.host.ip,
                               "mac": f"{self.host.mac:012x}", "udp_port": self.host.udp_port})},
             "engine_clock_mhz": self.engine_clock_mhz, "cores": self.cores,
+            "engine_config": dict(self.engine),
             "cable": {"openfpgaloader_board": self.cable.board, "cable": self.cable.cable,
                       "needs_cable": self.cable.needs_cable,
                       "description": self.cable.describe()},

@@ -61,6 +61,8 @@ def engine_component(cores: int, ports: int, **kwargs):
     if top is None or os.environ.get("BPFPGA_ENGINE") == "standin":
         # the stand-in has no inject ring: a board without Ethernet gets a host packet port
         from bpfpga.gateware.standin import StandInEngine
+        sparams = inspect.signature(StandInEngine).parameters
+        kwargs = {k: v for k, v in kwargs.items() if k in sparams}
         return StandInEngine(ports=max(1, ports), cores=cores, **kwargs), "standin"
     params = inspect.signature(top).parameters
     if "config" in params:
@@ -70,6 +72,11 @@ def engine_component(cores: int, ports: int, **kwargs):
         cparams = inspect.signature(cls).parameters
         ckw = {k: v for k, v in (("cores", cores), ("ports", ports), ("n_cores", cores),
                                  ("n_ports", ports)) if k in cparams}
+        # the board's engine configuration (Board.engine, e.g. pm_depth, target_port)
+        unknown = set(kwargs) - set(cparams)
+        if unknown:
+            raise EngineError(f"engine configuration: unknown field(s) {', '.join(sorted(unknown))}")
+        ckw.update(kwargs)
         return top(config=cls(**ckw)), "xdp"
     kw = {k: v for k, v in (("cores", cores), ("ports", ports), ("n_cores", cores),
                             ("n_ports", ports)) if k in params}

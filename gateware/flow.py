@@ -240,6 +240,7 @@ tee -q -o stat.txt stat
         "cores": cores, "ports": board.ports, "host_link": board.host.describe(),
         "engine": soc.engine_kind, "engine_verilog_sha256": soc.engine_digest,
         "engine_clock_mhz": clock_mhz,
+        "engine_config": getattr(soc, "engine_config", {}),
         "fmax": fmax,
         "engine_fmax_mhz": fmax.get("sys", {}).get("achieved_mhz"),
         "timing_met": all(timing.values()) and "sys" in fmax,

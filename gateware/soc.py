@@ -98,7 +98,10 @@ class BpfpgaSoC(SoCMini):
                          ident=f"bpfpga on {board.title}", ident_version=False)
 
         # engine ------------------------------------------------------------------------
-        comp, kind = engine_component(cores=cores, ports=board.ports, **(engine_kwargs or {}))
+        ekw = {**dict(board.engine), **(engine_kwargs or {})}
+        comp, kind = engine_component(cores=cores, ports=board.ports, **ekw)
+        cfg = getattr(comp, "cfg", None)
+        self.engine_config = cfg.as_dict() if hasattr(cfg, "as_dict") else ekw
         # a board without Ethernet: the XDP engine takes packets through its own inject and
         # output rings; the stand-in has none and gets the host packet port as port 0
         n_ports = board.ports or (1 if kind == "standin" else 0)

@@ -191,7 +191,7 @@ class XDPEngine(wiring.Component):
         for n in range(N):
             L = type("Lane", (), {})()
             lanes.append(L)
-            cpu = CPU(cfg.pm_depth)
+            cpu = CPU(cfg.pm_depth, target_port=cfg.target_port)
             m.submodules[f"cpu{n}"] = cpu
             stack = DualBankRAM(memmap.STACK_SIZE)
             m.submodules[f"stack{n}"] = stack

