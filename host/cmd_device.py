@@ -339,7 +339,10 @@ def register(group: click.Group) -> None:
         board = SimBoard(host or "127.0.0.1", port, pcap0, capture, replay_on,
                          log=lambda m: click.echo(m, err=True), inflight=inflight)
         signal.signal(signal.SIGUSR1, lambda *_: board.replay_go.set())
+        # Ctrl-C and SIGTERM end the serve loop (also when started from a script, where a
+        # background job inherits SIGINT ignored)
         signal.signal(signal.SIGTERM, lambda *_: board.stop.set())
+        signal.signal(signal.SIGINT, lambda *_: board.stop.set())
         click.echo(f"sim-board: serving {board.url} (pid {os.getpid()}); "
                    f"export BPFPGA_DEVICE={board.url}")
         import sys
