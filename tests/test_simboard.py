@@ -25,7 +25,6 @@ CLI = [sys.executable, "-m", "bpfpga.host.cli_entry"]
 # the VIP and its backends go in with `map update`, one entry at a time; the rest at load
 LIVE_MAPS = ("vip_map", "backends")
 
-pytestmark = pytest.mark.slow if hasattr(pytest.mark, "slow") else []
 
 
 class Board:
