@@ -183,7 +183,9 @@ def hw_descriptor(r: Region) -> list[int]:
             md.max_entries,
             r.base - off,
             r.stride | r.key_stride << 16,
-            r.stride * r.slots,
+            # one value block per core for PERCPU maps only: a shared map's cores all use
+            # block 0 (the helper unit adds core * this to every value address)
+            r.stride * r.slots if r.cpus > 1 else 0,
             (r.key_base - off) if r.key_base else 0,
             (r.meta_base - off) if r.meta_base else 0,
             max(r.nslots, 1) - 1]

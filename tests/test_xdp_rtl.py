@@ -100,3 +100,35 @@ def test_runts_oversize_bursts(xdp_model):
         for r in got:
             assert r["packet"] in burst, "a delivered packet is not one that was sent"
         assert len({r["packet"] for r in got}) == len(got)
+
+
+def test_run_batch_two_lanes_lb(xdp_model):
+    """run_batch keeps a frame on each core: lane 1's packets must equal the reference
+    machine's too (a shared map's descriptor once gave core 1 a per-core value block, so core
+    1 read backends/lb_config past their values: DROP, or TX with zero addresses)."""
+    from bpfpga.compiler.elf import load_object
+    from bpfpga.compiler.mapsjson import load as load_maps
+    from bpfpga.host.targets import apply_maps
+    from bpfpga.sim import pcap
+    from bpfpga.sim.rtl_xdp import XdpRtl
+    from bpfpga.sim.xdp import XdpRef
+    ex = REPO / "examples/lb"
+    o = load_object(str(ex / "lb.o"))
+    maps = load_maps(str(ex / "maps.json"))
+    pk = pcap.read(str(ex / "traffic.pcap"))[:40]
+    ref = XdpRef(o)
+    apply_maps(ref, o, maps)
+    want = [ref.run(p) for p in pk]
+    with XdpRtl(o) as t:
+        assert t.dev.cores >= 2
+        apply_maps(t, o, maps)
+        got = t.run_batch(pk)
+        cores = {}
+        bad = [(i, a.verdict, b.verdict, len(a.packet), len(b.packet))
+               for i, (a, b) in enumerate(zip(want, got))
+               if (a.verdict, a.packet) != (b.verdict, b.packet)]
+        assert bad == [], bad[:5]
+        # both cores ran packets: lb_stats[LB_RX] counts each core's frames
+        rx = t.map_lookup("lb_stats", struct.pack("<I", 0))
+        cores = [int.from_bytes(v[:8], "little") for v in rx]
+        assert len(cores) >= 2 and all(c > 0 for c in cores[:2]) and sum(cores) == len(pk)
