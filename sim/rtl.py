@@ -100,12 +100,21 @@ def _log(msg: str) -> None:
 def build(force: bool = False) -> Path:
     """Build (or find cached) the Verilator model; returns its build directory."""
     h = hdl_hash()
-    bdir = BUILD / "rtl" / h
+    return build_model(h, generate_verilog, f"the CPU test top ({h})",
+                       "building the Verilator model (once per HDL change)", force)
+
+
+def build_model(key: str, generate, what: str, building: str, force: bool = False,
+                toplevel: str = TOPLEVEL) -> Path:
+    """Build (or find cached) a Verilator model of `toplevel` under build/rtl/KEY, once even
+    when several processes ask at the same time (a lock file); `generate(path)` writes its
+    Verilog. Returns the build directory."""
+    bdir = BUILD / "rtl" / key
     stamp = bdir / "BUILT"
     if stamp.exists() and not force:
         return bdir
     (BUILD / "rtl").mkdir(parents=True, exist_ok=True)
-    lock = open(BUILD / "rtl" / f"{h}.lock", "w")
+    lock = open(BUILD / "rtl" / f"{key}.lock", "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if stamp.exists() and not force:
@@ -114,17 +123,17 @@ def build(force: bool = False) -> Path:
             shutil.rmtree(bdir)
         bdir.mkdir(parents=True)
         t0 = time.time()
-        _log(f"generating Verilog of the CPU test top ({h})")
-        src = bdir / f"{TOPLEVEL}.v"
-        generate_verilog(src)
+        _log(f"generating Verilog of {what}")
+        src = bdir / f"{toplevel}.v"
+        generate(src)
         env = _verilator_env()
         old = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
             from cocotb_tools.runner import get_runner
             runner = get_runner("verilator")
-            _log("building the Verilator model (once per HDL change)")
-            runner.build(sources=[src], hdl_toplevel=TOPLEVEL, build_dir=bdir,
+            _log(building)
+            runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=bdir,
                          build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style",
                                      "-CFLAGS", "-std=c++20", "-O3",
                                      "--x-assign", "fast", "--x-initial", "fast"],

@@ -7,7 +7,6 @@ child process, serving the control port on a TCP port (see :func:`start`).
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -48,52 +47,16 @@ def hdl_hash(cfg=None) -> str:
 def build(force: bool = False, cfg=None) -> Path:
     cfg = cfg or config()
     hh = hdl_hash(cfg)
-    bdir = BUILD / "rtl" / f"xdp-{hh}"
-    stamp = bdir / "BUILT"
-    if stamp.exists() and not force:
-        return bdir
-    (BUILD / "rtl").mkdir(parents=True, exist_ok=True)
-    lock = open(BUILD / "rtl" / f"xdp-{hh}.lock", "w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if stamp.exists() and not force:
-            return bdir
-        if bdir.exists():
-            shutil.rmtree(bdir)
-        bdir.mkdir(parents=True)
-        t0 = time.time()
-        _rtl._log(f"generating Verilog of the XDP engine ({hh}, {cfg.cores} cores)")
+
+    def generate(src: Path) -> None:
         from amaranth.back import verilog
 
         from bpfpga.hdl.xdp import XDPEngine
-        src = bdir / f"{TOPLEVEL}.v"
         src.write_text(verilog.convert(XDPEngine(cfg), name=TOPLEVEL, emit_src=False))
-        env = _rtl._verilator_env()
-        old = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            from cocotb_tools.runner import get_runner
-            _rtl._log("building the Verilator model of the XDP engine (once per HDL change)")
-            get_runner("verilator").build(
-                sources=[src], hdl_toplevel=TOPLEVEL, build_dir=bdir,
-                build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style", "-CFLAGS", "-std=c++20",
-                            "-O3", "--x-assign", "fast", "--x-initial", "fast"],
-                log_file=bdir / "build.log")
-        except SystemExit as e:
-            raise TargetError(f"Verilator build failed ({e}); see {bdir / 'build.log'}") \
-                from None
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-        stamp.write_text(f"{time.time() - t0:.1f}s\n")
-        _rtl._log(f"built in {time.time() - t0:.0f} s: {bdir}")
-        return bdir
-    finally:
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        lock.close()
+    return _rtl.build_model(f"xdp-{hh}", generate,
+                            f"the XDP engine ({hh}, {cfg.cores} cores)",
+                            "building the Verilator model of the XDP engine (once per HDL "
+                            "change)", force, toplevel=TOPLEVEL)
 
 
 _RUNNER = r"""
