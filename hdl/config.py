@@ -26,6 +26,8 @@ class EngineConfig:
     max_key: int = 64            # bytes: the longest hash / LPM key the helper unit holds
     target_port: bool = True     # CPU: a second program-memory copy fetches branch targets
                                  # (False: one block-RAM copy less, 3 cycles per taken branch)
+    trace_depth: int = 16        # trace_printk records the trace FIFO holds (a power of two;
+                                 # 0: no trace unit, the helper prints nothing and returns 0)
 
     @property
     def max_frame(self) -> int:
@@ -38,7 +40,8 @@ class EngineConfig:
             return max(2, -(-nbytes // 2048))
         per_core = blocks(self.pm_depth * 8) + 2 * blocks(4096 // 2) + 2 * blocks(self.pkt_bytes // 2)
         shared = (blocks(self.pm_depth * 8) + 2 * blocks(self.map_bytes // 2)
-                  + blocks(self.inj_words * 8) + blocks(self.out_words * 8))
+                  + blocks(self.inj_words * 8) + blocks(self.out_words * 8)
+                  + (blocks(self.trace_depth * 64) if self.trace_depth else 0))
         return self.cores * per_core + shared
 
     def as_dict(self) -> dict:
@@ -48,4 +51,4 @@ class EngineConfig:
 DEFAULT = EngineConfig()
 # the simulated board: the same engine with room for the examples' maps as compiled
 SIM = EngineConfig(cores=2, ports=2, pm_depth=2048, map_bytes=512 * 1024, inj_words=1024,
-                   out_words=1024)
+                   out_words=1024, trace_depth=64)

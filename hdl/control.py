@@ -15,6 +15,7 @@ MAPDESC = 0x20000             # map descriptors: map n at MAPDESC + 8 n, 8 words
 PM_STAGE = 0x30000            # program staging memory: slot s = words 2 s (low), 2 s + 1 (high)
 INJ_RING = 0x40000            # inject ring: 64-bit word i = words 2 i, 2 i + 1
 OUT_RING = 0x50000            # output ring (PASS towards the host, or every packet in capture)
+TRACE = 0x60000               # trace FIFO: record r, 64-bit word w = words 16 r + 2 w, + 1 (high)
 MAPMEM = 0x80000              # map memory: word w = bytes 4 w .. 4 w + 3 of the map window
 
 # registers (REGS + n)
@@ -38,6 +39,9 @@ R_OUT_RD = 21       # rw
 R_KTIME_LO, R_KTIME_HI = 22, 23   # r: the engine clock (ns)
 R_SEED = 24         # w: get_prandom_u32 state of every core
 R_MAPCLR = 25       # w: n -> zero map memory bytes [0, n) (R_STATUS bit 3 while busy)
+R_TRACE_DEPTH = 32  # r: records the trace FIFO holds (0: the engine has no trace unit)
+R_TRACE_WR = 33     # r: records written (free running mod 2^16)
+R_TRACE_RD = 34     # rw: records the host has read (it frees them by writing this)
 
 CTRL_ENABLE, CTRL_CAPTURE, CTRL_CLEAR = 1, 2, 4
 
@@ -51,6 +55,8 @@ C_NOBUF = 26                  # frames dropped because every packet buffer was b
 C_HOST_DROP = 27              # results dropped because the output ring was full
 C_HOST = 28                   # records written to the output ring
 C_TAILCALL = 29               # tail calls taken
+C_TRACE = 30                  # trace_printk records written to the trace FIFO
+C_TRACE_DROP = 31             # trace_printk records lost: the FIFO was full
 C_TRAP = 32                   # + trap reason (bpfpga/traps.py)
 C_BUSY = 48                   # + core: cycles spent running programs
 C_PKTS = 56                   # + core: packets run
@@ -66,6 +72,13 @@ HDR_WORDS = 4
 # inject ring record: 1 header word then the frame, 8 bytes a word
 #   h0: len[0:16] in_port[16:20] (0..P-1 a port, P the host; the ingress ifindex is in_port + 1)
 INJ_HDR_WORDS = 1
+
+# trace FIFO record (trace_printk), 6 64-bit words in a slot of 8:
+#   t0: fmt_addr[0:32] fmt_size[32:45] core[48:56]
+#   t1: len[0:32] (the text's length, what the helper returned) seq[32:56] (the frame's)
+#   t2: ktime (ns, at the call)   t3, t4, t5: r3, r4, r5
+TRACE_REC_WORDS = 6
+TRACE_SLOT_WORDS = 8
 
 # map descriptor words
 D_TYPE = 0        # type[0:8] key_size[8:16] value_size[16:32]

@@ -36,8 +36,9 @@ MAX_TAIL_CALLS = 33
 H_LOOKUP, H_UPDATE, H_DELETE, H_KTIME, H_PRANDOM, H_SMP_ID = 1, 2, 3, 5, 7, 8
 H_TAIL_CALL, H_REDIRECT, H_CSUM_DIFF = 12, 23, 28
 H_ADJUST_HEAD, H_REDIRECT_MAP, H_ADJUST_META, H_ADJUST_TAIL, H_KTIME_BOOT = 44, 51, 54, 65, 125
+H_TRACE = 6
 SUPPORTED = {H_LOOKUP: "map_lookup_elem", H_UPDATE: "map_update_elem",
-             H_DELETE: "map_delete_elem", H_KTIME: "ktime_get_ns",
+             H_DELETE: "map_delete_elem", H_KTIME: "ktime_get_ns", H_TRACE: "trace_printk",
              H_PRANDOM: "get_prandom_u32", H_SMP_ID: "get_smp_processor_id",
              H_TAIL_CALL: "tail_call", H_REDIRECT: "redirect", H_CSUM_DIFF: "csum_diff",
              H_ADJUST_HEAD: "xdp_adjust_head", H_REDIRECT_MAP: "redirect_map",
@@ -45,6 +46,10 @@ SUPPORTED = {H_LOOKUP: "map_lookup_elem", H_UPDATE: "map_update_elem",
              H_KTIME_BOOT: "ktime_get_boot_ns"}
 HASH_TYPES = (BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_HASH,
               BPF_MAP_TYPE_LRU_PERCPU_HASH)
+
+# trace_printk format parser states (bpfpga/printk.py is the same language in Python)
+TP_LIT, TP_PCT, TP_FLAGS, TP_WIDTH, TP_LONG, TP_PTR = range(6)
+TRACE_REC_BITS = 6 * 64     # the record the helper hands the engine's trace FIFO (control.py)
 
 # where a shared routine (copy / zero) returns to
 RET_ACK, RET_INS_VAL, RET_INS_STATE, RET_MM_DONE, RET_TAIL_DONE = range(5)
@@ -81,6 +86,11 @@ class HelperUnit(wiring.Component):
             "tail_clear": In(1),
             "tailcalls": Out(8),
             "redirect": Out(32),
+            # trace_printk: a record for the engine's trace FIFO (the engine adds the frame's
+            # seq); tr_ack when it was written or dropped (FIFO full)
+            "tr_req": Out(1),
+            "tr_rec": Out(TRACE_REC_BITS),
+            "tr_ack": In(1),
         })
 
     def elaborate(self, platform):
@@ -263,6 +273,28 @@ class HelperUnit(wiring.Component):
         fa = fold(cs_a)
         fb = fold(cs_b)
 
+        # trace_printk: parse the format as the kernel checks it, count the text's length
+        tp_kt = Signal(64)           # ktime at the call
+        tp_i = Signal(13)            # next format byte
+        tp_ch = Signal(8)
+        tp_st = Signal(3)
+        tp_n = Signal(2)             # conversions done
+        tp_len = Signal(32)          # text length so far
+        tp_w = Signal(32)            # field width
+        tp_fl = Signal(3)            # flags: 0 '-', 1 '+', 2 ' '
+        tp_l = Signal(2)             # 'l' count
+        tp_re = Signal()             # the byte after %p is itself still to be parsed
+        tp_v = Signal(64)            # number: magnitude
+        tp_p = Signal(72)            # number: the next power of the base
+        tp_hex = Signal()
+        tp_nd = Signal(5)            # digits so far
+        tp_x = Signal(2)             # characters besides the digits (sign, "0x")
+        tp_cnt = Signal(32)          # characters of the conversion (before padding)
+        tp_sp = Signal(64)           # %s: string pointer
+        targ = Array([a3, a4, a5, a5])[tp_n]
+        m.d.comb += [self.tr_rec.eq(Cat(a1[0:32], a2[0:13], Const(0, 3), Const(self.core, 8),
+                                        Const(0, 8), tp_len, Const(0, 32), tp_kt, a3, a4, a5))]
+
         with m.FSM(name="helper"):
             with m.State("IDLE"):
                 m.d.sync += [trap.eq(0), ex.eq(0), lock.eq(0)]
@@ -308,6 +340,12 @@ class HelperUnit(wiring.Component):
                             m.next = "AM0"
                         with m.Case(H_ADJUST_TAIL):
                             m.next = "AT0"
+                        with m.Case(H_TRACE):
+                            if cfg.trace_depth:
+                                m.d.sync += tp_kt.eq(ktime_r)
+                                m.next = "TP0"
+                            else:
+                                finish(0)       # no trace unit: nothing printed, 0 bytes
                         with m.Default():
                             fault(traps.TRAP_HELPER)
 
@@ -688,6 +726,140 @@ class HelperUnit(wiring.Component):
                 t = Signal(32)
                 m.d.comb += t.eq((r + r.rotate_left(16))[0:32])
                 finish(t[16:32])
+
+            # --------------------------------------------------------- trace_printk
+            fmt_sz = a2[0:32]
+            with m.State("TP0"):
+                with m.If((fmt_sz == 0) | (fmt_sz > 4096)):
+                    finish(_neg(EINVAL))
+                with m.Elif(~win_ok(a1, fmt_sz)):
+                    fault(traps.TRAP_MEM)
+                with m.Else():
+                    m.d.sync += [tp_i.eq(0), tp_n.eq(0), tp_len.eq(0), tp_st.eq(TP_LIT),
+                                 tp_fl.eq(0), tp_w.eq(0), tp_l.eq(0), tp_re.eq(0)]
+                    m.next = "TP_RD"
+            with m.State("TP_RD"):
+                with m.If(tp_i >= fmt_sz):
+                    finish(_neg(EINVAL))            # no NUL within fmt_size
+                with m.Else():
+                    with m.If(access((a1 + tp_i)[:32], 0)):
+                        m.d.sync += [tp_ch.eq(bus.rdata[0:8]), tp_i.eq(tp_i + 1)]
+                        m.next = "TP_CH"
+            with m.State("TP_CH"):
+                ch = tp_ch
+                is_space = (ch == 0x20) | ((ch >= 9) & (ch <= 13))
+                printable = ((ch >= 0x20) & (ch <= 0x7E)) | is_space
+                is_digit = (ch >= ord("0")) & (ch <= ord("9"))
+                alnum = is_digit | ((ch | 0x20) >= ord("a")) & ((ch | 0x20) <= ord("z"))
+                conv_ok = (tp_st == TP_PCT) | (tp_st == TP_FLAGS) | (tp_st == TP_WIDTH)
+                arg = targ
+                arg32 = Mux(tp_l != 0, arg, arg[0:32])
+                neg = Mux(tp_l != 0, arg[63], arg[31])
+                mag = Mux(tp_l != 0, (-arg)[0:64], (-arg[0:32])[0:32])
+                with m.If(tp_st == TP_PTR):
+                    # the byte after %p: 'x' is %px, NUL, space or punctuation a plain %p
+                    with m.If(ch == ord("x")):
+                        m.d.sync += tp_cnt.eq(16)
+                        m.next = "TP_PAD"
+                    with m.Elif((ch == 0) | is_space | (printable & ~alnum)):
+                        m.d.sync += [tp_v.eq(arg), tp_p.eq(16), tp_hex.eq(1), tp_nd.eq(1),
+                                     tp_x.eq(2), tp_re.eq(1)]
+                        m.next = "TP_NUM"
+                    with m.Else():
+                        finish(_neg(EINVAL))
+                with m.Elif(ch == 0):
+                    with m.If(tp_st == TP_LIT):
+                        m.next = "TP_WR"
+                    with m.Else():
+                        finish(_neg(EINVAL))
+                with m.Elif(~printable):
+                    finish(_neg(EINVAL))
+                with m.Elif(tp_st == TP_LIT):
+                    with m.If(ch == ord("%")):
+                        m.d.sync += tp_st.eq(TP_PCT)
+                    with m.Else():
+                        m.d.sync += tp_len.eq(tp_len + 1)
+                    m.next = "TP_RD"
+                with m.Elif((tp_st == TP_PCT) & (ch == ord("%"))):
+                    m.d.sync += [tp_len.eq(tp_len + 1), tp_st.eq(TP_LIT)]
+                    m.next = "TP_RD"
+                with m.Elif((tp_st == TP_PCT) & (tp_n == 3)):
+                    finish(_neg(EINVAL))            # a fourth conversion
+                with m.Elif(((tp_st == TP_PCT) | (tp_st == TP_FLAGS))
+                            & ((ch == ord("0")) | (ch == ord("+")) | (ch == ord("-"))
+                               | (ch == ord(" ")))):
+                    with m.If(ch == ord("-")):
+                        m.d.sync += tp_fl[0].eq(1)
+                    with m.If(ch == ord("+")):
+                        m.d.sync += tp_fl[1].eq(1)
+                    with m.If(ch == ord(" ")):
+                        m.d.sync += tp_fl[2].eq(1)
+                    m.d.sync += tp_st.eq(TP_FLAGS)
+                    m.next = "TP_RD"
+                with m.Elif(((tp_st == TP_PCT) | (tp_st == TP_FLAGS)) & is_digit
+                            & (ch != ord("0"))):
+                    m.d.sync += [tp_w.eq(ch - ord("0")), tp_st.eq(TP_WIDTH)]
+                    m.next = "TP_RD"
+                with m.Elif((tp_st == TP_WIDTH) & is_digit):
+                    m.d.sync += tp_w.eq(((tp_w << 3) + (tp_w << 1) + (ch - ord("0")))[0:32])
+                    m.next = "TP_RD"
+                with m.Elif(conv_ok & (ch == ord("p"))):
+                    m.d.sync += tp_st.eq(TP_PTR)
+                    m.next = "TP_RD"
+                with m.Elif(conv_ok & (ch == ord("c"))):
+                    m.d.sync += tp_cnt.eq(1)
+                    m.next = "TP_PAD"
+                with m.Elif(conv_ok & (ch == ord("s"))):
+                    m.d.sync += [tp_sp.eq(arg), tp_cnt.eq(0)]
+                    m.next = "TP_STR"
+                with m.Elif((conv_ok | (tp_st == TP_LONG)) & (ch == ord("l")) & (tp_l != 2)):
+                    m.d.sync += [tp_l.eq(tp_l + 1), tp_st.eq(TP_LONG)]
+                    m.next = "TP_RD"
+                with m.Elif((conv_ok | (tp_st == TP_LONG))
+                            & ((ch == ord("d")) | (ch == ord("i")))):
+                    m.d.sync += [tp_v.eq(Mux(neg, mag, arg32)), tp_p.eq(10), tp_hex.eq(0),
+                                 tp_nd.eq(1), tp_x.eq(neg | tp_fl[1] | tp_fl[2])]
+                    m.next = "TP_NUM"
+                with m.Elif((conv_ok | (tp_st == TP_LONG))
+                            & ((ch == ord("u")) | (ch == ord("x")) | (ch == ord("X")))):
+                    m.d.sync += [tp_v.eq(arg32), tp_p.eq(Mux(ch == ord("u"), 10, 16)),
+                                 tp_hex.eq(ch != ord("u")), tp_nd.eq(1), tp_x.eq(0)]
+                    m.next = "TP_NUM"
+                with m.Else():
+                    finish(_neg(EINVAL))
+            # digits of tp_v: one power of the base a cycle (at most 20)
+            with m.State("TP_NUM"):
+                with m.If((tp_p <= tp_v) & (tp_nd != 20)):
+                    m.d.sync += [tp_nd.eq(tp_nd + 1),
+                                 tp_p.eq(Mux(tp_hex, tp_p << 4, (tp_p << 3) + (tp_p << 1)))]
+                with m.Else():
+                    m.d.sync += tp_cnt.eq(tp_nd + tp_x)
+                    m.next = "TP_PAD"
+            # %s: the string's length (up to STR_MAX bytes; unreadable: empty, as the kernel)
+            with m.State("TP_STR"):
+                with m.If((tp_cnt == 255) | ~win_ok((tp_sp + tp_cnt)[:64], 1)):
+                    with m.If(tp_cnt != 255):
+                        m.d.sync += tp_cnt.eq(0)
+                    m.next = "TP_PAD"
+                with m.Else():
+                    with m.If(access((tp_sp + tp_cnt)[:32], 0)):
+                        with m.If(bus.rdata[0:8] == 0):
+                            m.next = "TP_PAD"
+                        with m.Else():
+                            m.d.sync += tp_cnt.eq(tp_cnt + 1)
+            with m.State("TP_PAD"):
+                m.d.sync += [tp_len.eq(tp_len + Mux(tp_w > tp_cnt, tp_w, tp_cnt)),
+                             tp_n.eq(tp_n + 1), tp_st.eq(TP_LIT), tp_fl.eq(0), tp_w.eq(0),
+                             tp_l.eq(0), tp_re.eq(0)]
+                with m.If(tp_re):
+                    m.next = "TP_CH"            # the byte after a plain %p
+                with m.Else():
+                    m.next = "TP_RD"
+            # the format is good: hand the record to the trace FIFO (written or counted lost)
+            with m.State("TP_WR"):
+                m.d.comb += self.tr_req.eq(1)
+                with m.If(self.tr_ack):
+                    finish(tp_len)
 
             # --------------------------------------------------------- adjust head / meta / tail
             delta = Signal(signed(34))

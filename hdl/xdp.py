@@ -532,6 +532,57 @@ class XDPEngine(wiring.Component):
                 with m.If(ring_in.valid & ring_in.payload.last):
                     m.next = "IDLE"
 
+        # ------------------------------------------------------------------ trace FIFO
+        # trace_printk records (control.py TRACE_*), one slot of 8 64-bit words each; the
+        # helper units queue for the one writer (a record takes 6 cycles). A full FIFO loses
+        # the record and counts it: a program never waits for the host.
+        TD = cfg.trace_depth
+        tw = Signal(16)
+        trd = Signal(16)
+        if TD:
+            assert TD & (TD - 1) == 0, "trace_depth must be a power of two"
+            trm = Memory(shape=unsigned(64), depth=TD * C.TRACE_SLOT_WORDS, init=[])
+            m.submodules.trace = trm
+            tr_wp = trm.write_port()
+            tr_rp_wb = trm.read_port()
+            tsel = Signal(range(max(2, N)))
+            tk = Signal(3)
+            tack = Signal()
+            treq = Cat(*[L.hu.tr_req for L in lanes])
+            tpick = Signal(range(max(2, N)))
+            for n in reversed(range(N)):
+                with m.If(treq[n]):
+                    m.d.comb += tpick.eq(n)
+            trec = Array(Cat(L.hu.tr_rec[0:96], L.seq, Const(0, 8), L.hu.tr_rec[128:])
+                         for L in lanes)
+            for n, L in enumerate(lanes):
+                m.d.comb += L.hu.tr_ack.eq(tack & (Mux(treq.any() & (tk == 0), tpick, tsel)
+                                                   == n))
+            tslot = tw[0:(TD - 1).bit_length()] if TD > 1 else Const(0, 1)
+            with m.FSM(name="trace"):
+                with m.State("IDLE"):
+                    m.d.sync += tk.eq(0)
+                    with m.If(treq.any()):
+                        with m.If((tw - trd)[0:16] >= TD):
+                            m.d.comb += tack.eq(1)
+                            bump(C.C_TRACE_DROP, 1)
+                        with m.Else():
+                            m.d.sync += [tsel.eq(tpick), tk.eq(1)]
+                            m.next = "WRITE"
+                with m.State("WRITE"):
+                    k = (tk - 1)[0:3]
+                    m.d.comb += [tr_wp.addr.eq(Cat(k, tslot)), tr_wp.en.eq(1),
+                                 tr_wp.data.eq(trec[tsel].word_select(k, 64))]
+                    m.d.sync += tk.eq(tk + 1)
+                    with m.If(tk == C.TRACE_REC_WORDS):
+                        m.d.comb += tack.eq(1)
+                        m.d.sync += [tw.eq(tw + 1), tk.eq(0)]
+                        bump(C.C_TRACE, 1)
+                        m.next = "IDLE"
+        else:
+            for L in lanes:
+                m.d.comb += L.hu.tr_ack.eq(0)
+
         # ------------------------------------------------------------------ injector
         iw = Signal(16)
         ir = Signal(16)
@@ -627,6 +678,8 @@ class XDPEngine(wiring.Component):
         m.d.comb += [region.eq(wb.adr[16:20]), off.eq(wb.adr[0:16])]
         m.d.comb += [desc_rp_wb.addr.eq(off[3:]), stage_rp_wb.addr.eq(off[1:]),
                      inj_rp_wb.addr.eq(off[1:]), out_rp_wb.addr.eq(off[1:])]
+        if TD:
+            m.d.comb += tr_rp_wb.addr.eq(off[1:])
         clr_busy = Signal()
         clr_n = Signal(32)
         clr_a = Signal(32)
@@ -648,7 +701,8 @@ class XDPEngine(wiring.Component):
                   C.R_PROG_LEN: prog_len, C.R_BUDGET: budget, C.R_MAP_LEN: map_len,
                   C.R_NMAPS: nmaps, C.R_CRC: crc, C.R_COMMITS: commits,
                   C.R_INJ_WR: iw, C.R_INJ_RD: ir, C.R_OUT_WR: ow, C.R_OUT_RD: orr,
-                  C.R_KTIME_LO: ktime[0:32], C.R_KTIME_HI: ktime[32:64]}
+                  C.R_KTIME_LO: ktime[0:32], C.R_KTIME_HI: ktime[32:64],
+                  C.R_TRACE_DEPTH: cfg.trace_depth, C.R_TRACE_WR: tw, C.R_TRACE_RD: trd}
         mapdat = Signal(32)
         with m.FSM(name="wb"):
             with m.State("IDLE"):
@@ -681,6 +735,8 @@ class XDPEngine(wiring.Component):
                                             m.d.sync += iw.eq(wb.dat_w)
                                         with m.Case(C.R_OUT_RD):
                                             m.d.sync += orr.eq(wb.dat_w)
+                                        with m.Case(C.R_TRACE_RD):
+                                            m.d.sync += trd.eq(wb.dat_w)
                                         with m.Case(C.R_MAPCLR):
                                             m.d.sync += [clr_n.eq(wb.dat_w), clr_a.eq(0),
                                                          clr_busy.eq(wb.dat_w != 0)]
@@ -727,6 +783,9 @@ class XDPEngine(wiring.Component):
                         m.d.comb += rdat.eq(inj_rp_wb.data.word_select(roff[0], 32))
                     with m.Case(C.OUT_RING >> 16):
                         m.d.comb += rdat.eq(out_rp_wb.data.word_select(roff[0], 32))
+                    if TD:
+                        with m.Case(C.TRACE >> 16):
+                            m.d.comb += rdat.eq(tr_rp_wb.data.word_select(roff[0], 32))
                 m.d.comb += wb.dat_r.eq(rdat)
                 m.next = "IDLE"
 

@@ -83,6 +83,7 @@ def stats(dev) -> dict:
             "dropped": {"runt": c[C.C_RUNT], "oversize": c[C.C_OVERSIZE],
                         "no_buffer": c[C.C_NOBUF], "output_ring_full": c[C.C_HOST_DROP]},
             "output_ring_records": c[C.C_HOST], "tail_calls": c[C.C_TAILCALL],
+            "trace": {"records": c[C.C_TRACE], "lost": c[C.C_TRACE_DROP]},
             "traps": {TRAP_NAMES.get(r, str(r)): c[C.C_TRAP + r] for r in range(1, 16)
                       if r in TRAP_NAMES or c[C.C_TRAP + r]},
             "cores": [{"core": k, "packets": c[C.C_PKTS + k], "busy_cycles": c[C.C_BUSY + k]}
@@ -94,7 +95,8 @@ def _stats_text(s: dict) -> str:
              "rx:         " + "  ".join(f"{k} {v}" for k, v in s["rx"].items()),
              "tx:         " + "  ".join(f"{k} {v}" for k, v in s["tx"].items()),
              "dropped:    " + "  ".join(f"{k} {v}" for k, v in s["dropped"].items()),
-             f"output ring records {s['output_ring_records']}  tail calls {s['tail_calls']}",
+             f"output ring records {s['output_ring_records']}  tail calls {s['tail_calls']}"
+             f"  trace records {s['trace']['records']} (lost {s['trace']['lost']})",
              "traps:      " + "  ".join(f"{k} {v}" for k, v in s["traps"].items())]
     for c in s["cores"]:
         lines.append(f"core {c['core']}:     packets {c['packets']}  busy cycles "
@@ -302,12 +304,38 @@ def register(group: click.Group) -> None:
             dev.close()
 
     @group.command("trace")
+    @click.option("--follow", "-f", is_flag=False, flag_value=0.5, default=None, type=float,
+                  metavar="[SECONDS]", help="Keep reading (every SECONDS, default 0.5) "
+                  "until Ctrl-C.")
     @device_options
-    def trace(device, timeout, as_json):
-        """trace_printk output: not implemented by the engine."""
-        raise BpfpgaError("bpf_trace_printk is not implemented in the hardware engine (it "
-                          "has no trace buffer), so there is no trace output to read; the "
-                          "ref target (`bpfpga run --target ref`) prints it")
+    def trace(follow, device, timeout, as_json):
+        """trace_printk output of the running program, read from the engine's trace FIFO
+        (each record once: reading frees it). Formats and %s strings are read from map
+        memory when printed."""
+        from bpfpga.hdl import control as C
+        dev = open_device(device, timeout)
+        try:
+            lost0 = dev.counters()[C.C_TRACE_DROP]
+            while True:
+                for rec in dev.trace_records():
+                    text = dev.trace_text(rec)
+                    if as_json:
+                        click.echo(json.dumps({**rec, "text": text}))
+                    else:
+                        click.echo(f"[{rec['core']:03d}] {rec['ktime'] / 1e9:.9f}: frame "
+                                   f"{rec['seq']}: {text}")
+                if follow is None:
+                    break
+                time.sleep(follow)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            lost = dev.counters()[C.C_TRACE_DROP]
+            dev.close()
+        if lost and not as_json:
+            click.echo(f"{lost} trace record(s) lost (trace FIFO full) since the counters "
+                       f"were cleared{'' if lost == lost0 else f', {lost - lost0} just now'}",
+                       err=True)
 
     # ------------------------------------------------------------------ sim-board
     @group.command("sim-board")

@@ -96,6 +96,8 @@ def run_cmd(obj, prog, maps_json, map_size, target, pcap_in, out, as_json, quiet
                 row["cycles"] = r.cycles
             if r.insns is not None:
                 row["insns"] = r.insns
+            if r.trace:
+                row["trace"] = list(r.trace)
             rows.append(row)
             if r.verdict in (isa.XDP_TX, isa.XDP_PASS, isa.XDP_REDIRECT):
                 outs.append(r.packet)
@@ -118,6 +120,8 @@ def run_cmd(obj, prog, maps_json, map_size, target, pcap_in, out, as_json, quiet
                     extra += f" cycles={r['cycles']}"
                 click.echo(f"{r['packet']:5} len={r['len']:<5} {r['verdict']:<9} "
                            f"out_len={r['out_len']}{extra}")
+                for line in r.get("trace", ()):
+                    click.echo(f"      trace_printk: {line}")
     print_summary(target, summary, len(rows), cyc, [r["insns"] for r in rows if "insns" in r])
 
 

@@ -56,6 +56,7 @@ class Device:
         self.inj_words = self.reg(C.R_INJ_WORDS)
         self.out_words = self.reg(C.R_OUT_WORDS)
         self.ns_per_cycle = self.reg(C.R_NS_PER_CYCLE)
+        self.trace_depth = self.reg(C.R_TRACE_DEPTH)
         self._inj_wr = self._inj_rd = self._out_rd = None     # ring indexes the host owns
 
     def close(self):
@@ -287,6 +288,56 @@ class Device:
             self.set_reg(C.R_OUT_RD, rd)
             self._out_rd = rd
         return recs
+
+
+    # ------------------------------------------------------------------ trace FIFO
+    def trace_records(self) -> list[dict]:
+        """Every record waiting in the trace FIFO (trace_printk calls, oldest first), and
+        frees them. Layout: hdl/control.py TRACE_*."""
+        if not self.trace_depth:
+            raise TargetError(f"{self.url}: the engine has no trace unit (built with "
+                              f"trace_depth 0): trace_printk prints nothing there")
+        wr = self.reg(C.R_TRACE_WR)
+        rd = self.reg(C.R_TRACE_RD)
+        n = (wr - rd) & 0xFFFF
+        if n > self.trace_depth:
+            raise TargetError(f"{self.url}: trace FIFO indexes out of range (written {wr}, "
+                              f"read {rd}, depth {self.trace_depth})")
+        recs = []
+        for i in range(n):
+            slot = (rd + i) % self.trace_depth
+            flat = self.read(C.TRACE + 2 * C.TRACE_SLOT_WORDS * slot, 2 * C.TRACE_REC_WORDS)
+            w = [flat[2 * j] | flat[2 * j + 1] << 32 for j in range(C.TRACE_REC_WORDS)]
+            recs.append({"fmt": w[0] & 0xFFFFFFFF, "fmt_size": (w[0] >> 32) & 0x1FFF,
+                         "core": (w[0] >> 48) & 0xFF, "len": w[1] & 0xFFFFFFFF,
+                         "seq": (w[1] >> 32) & 0xFFFFFF, "ktime": w[2], "args": w[3:6]})
+        if n:
+            self.set_reg(C.R_TRACE_RD, wr)
+        return recs
+
+    def trace_text(self, rec: dict) -> str:
+        """The line a trace record prints: the format string and %s strings are read from
+        map memory now (.rodata, where clang puts bpf_printk's formats, is a map); ones that
+        lie elsewhere (the stack, the packet) are gone by now and print as a marker."""
+        from bpfpga import memmap
+        from bpfpga.printk import STR_MAX, bprintf
+
+        def in_maps(a, n):
+            return memmap.MAP_BASE <= a and a + n <= memmap.MAP_BASE + self.map_bytes
+
+        fmt, size = rec["fmt"], rec["fmt_size"]
+        if not in_maps(fmt, size):
+            return f"<trace_printk format at 0x{fmt:08x}: not in map memory>"
+
+        def read_str(a):
+            if not in_maps(a, 1):
+                return f"<%s at 0x{a:x}>".encode()
+            raw = self.mem_read(a - memmap.MAP_BASE,
+                                min(STR_MAX, memmap.MAP_BASE + self.map_bytes - a))
+            return raw.split(b"\0", 1)[0]
+
+        text = bprintf(self.mem_read(fmt - memmap.MAP_BASE, size), rec["args"], read_str)
+        return "<trace_printk: bad format>" if text is None else text
 
 
 # ---------------------------------------------------------------------------- maps

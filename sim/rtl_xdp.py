@@ -121,6 +121,9 @@ class XdpRtl(Target):
                     elif md.type == BPF_MAP_TYPE_ARRAY_OF_MAPS:
                         self.set_inner_map(md.name, key, target)
             dev.load_program(code)
+            self.traces = any(6 in p.helpers for p in obj.programs)   # trace_printk
+            if self.traces and dev.trace_depth:
+                dev.trace_records()             # lines of an earlier program are not ours
             dev.resume()
         except BaseException:
             self.close()
@@ -197,11 +200,24 @@ class XdpRtl(Target):
                          redirect=rec["redirect"] if v == isa.XDP_REDIRECT else None,
                          cycles=rec["cycles"], insns=insns)
 
+    def _traces(self, recs: list, results: list) -> None:
+        """trace_printk lines, read from the trace FIFO, to the results of their frames."""
+        if not (self.traces and self.dev.trace_depth):
+            return
+        by_seq = {}
+        for t in self.dev.trace_records():
+            by_seq.setdefault(t["seq"], []).append(self.dev.trace_text(t))
+        for rec, res in zip(recs, results):
+            res.trace = by_seq.get(rec["seq"], [])
+
     def run(self, packet: bytes, ctx: XdpContext | None = None) -> XdpResult:
         self._check(packet)
         port = (ctx.ingress_ifindex - 1) if ctx else 0
         self.dev.inject([(bytes(packet), port & 0xF)])
-        return self._result(self.dev.results(1)[0])
+        rec = self.dev.results(1)[0]
+        res = self._result(rec)
+        self._traces([rec], [res])
+        return res
 
     def run_batch(self, packets: list[bytes]) -> list:
         """Many packets, streamed through the inject and output rings (results in order;
@@ -231,8 +247,10 @@ class XdpRtl(Target):
             self.dev.inject([(bytes(packets[i]), 0) for i in batch])
             recs = self.dev.results(len(batch))
             recs.sort(key=lambda r: r["seq"])
-            for i, rec in zip(batch, recs):
-                out[i] = self._result(rec)
+            res = [self._result(rec) for rec in recs]
+            self._traces(recs, res)
+            for i, r in zip(batch, res):
+                out[i] = r
         return out
 
     def close(self) -> None:

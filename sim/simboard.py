@@ -76,9 +76,11 @@ class SimBoard:
             self.link = UartBridge(self.sim.url, timeout=60.0, retries=1)
             self.dev = Device(transport=_Locked(self))
             d = self.dev
-            self.ranges = [(C.REGS, 26), (C.COUNTERS, C.N_COUNTERS),
+            # every register slot: the engine answers 0 for the ones it does not define
+            self.ranges = [(C.REGS, 64), (C.COUNTERS, C.N_COUNTERS),
                            (C.MAPDESC, 8 * d.max_maps), (C.PM_STAGE, 2 * d.pm_depth),
                            (C.INJ_RING, 2 * d.inj_words), (C.OUT_RING, 2 * d.out_words),
+                           (C.TRACE, 2 * C.TRACE_SLOT_WORDS * d.trace_depth),
                            (C.MAPMEM, d.map_bytes // 4)]
             if self.capture:
                 self.capture.mkdir(parents=True, exist_ok=True)

@@ -322,16 +322,29 @@ class XdpRef(Target):
         return self.cpu
 
     def _h_trace_printk(self, m: Machine) -> int:
-        size = m.r[2]
+        from bpfpga.printk import STR_MAX, bprintf
+        size = m.r[2] & 0xFFFFFFFF
         if size == 0 or size > 4096:
             return -M.EINVAL
         raw = m.mem.read_bytes(m.r[1], size, m.pc)
-        if b"\0" not in raw:
+
+        def read_str(a):
+            s = bytearray()
+            try:
+                while len(s) < STR_MAX:
+                    b = m.mem.read_bytes(a + len(s), 1, m.pc)
+                    if b == b"\0":
+                        break
+                    s += b
+            except Fault:
+                return b""          # the kernel prints an unreadable string as empty
+            return bytes(s)
+
+        text = bprintf(raw, [m.r[3], m.r[4], m.r[5]], read_str)
+        if text is None:
             return -M.EINVAL
-        fmt = raw.split(b"\0", 1)[0].decode("latin-1")
-        text = _format(fmt, [m.r[3], m.r[4], m.r[5]], m)
         self.trace_lines.append(text)
-        return len(text.encode("latin-1", "replace")) + 1
+        return len(text)
 
     def _h_tail_call(self, m: Machine) -> int:
         mp = self._handle_map(m, m.r[2])
@@ -442,64 +455,3 @@ class XdpRef(Target):
         dst = self.data - memmap.PKT_BASE + off
         self.pkt[dst:dst + n] = data
         return 0
-
-
-def _format(fmt: str, args: list[int], m: Machine) -> str:
-    """bpf_trace_printk's printf subset: %d %i %u %x %X %c %s %p with l/ll, and %%."""
-    out = []
-    i = 0
-    ai = 0
-    while i < len(fmt):
-        c = fmt[i]
-        if c != "%":
-            out.append(c)
-            i += 1
-            continue
-        j = i + 1
-        while j < len(fmt) and fmt[j] in "-+ #0123456789":
-            j += 1
-        lng = 0
-        while j < len(fmt) and fmt[j] == "l":
-            lng += 1
-            j += 1
-        if j >= len(fmt):
-            out.append(fmt[i:])
-            break
-        conv = fmt[j]
-        if conv == "%":
-            out.append("%")
-        elif ai < len(args):
-            v = args[ai]
-            ai += 1
-            bits = 64 if lng else 32
-            v &= (1 << bits) - 1
-            if conv in "di":
-                v = v - (1 << bits) if v >> (bits - 1) else v
-                out.append(str(v))
-            elif conv == "u":
-                out.append(str(v))
-            elif conv == "x":
-                out.append(f"{v:x}")
-            elif conv == "X":
-                out.append(f"{v:X}")
-            elif conv == "c":
-                out.append(chr(v & 0xFF))
-            elif conv == "p":
-                out.append(f"0x{v:x}")
-            elif conv == "s":
-                try:
-                    raw = m.mem.read_bytes(args[ai - 1], 1, m.pc)
-                    s = bytearray()
-                    a = args[ai - 1]
-                    while raw != b"\0" and len(s) < 256:
-                        s += raw
-                        a += 1
-                        raw = m.mem.read_bytes(a, 1, m.pc)
-                    out.append(s.decode("latin-1"))
-                except Fault:
-                    out.append("(fault)")
-            else:
-                out.append(fmt[i:j + 1])
-        j += 1
-        i = j
-    return "".join(out)
