@@ -9,8 +9,12 @@ and packets measured in the same run.
 * N cores: the packets streamed back to back through the inject ring; the engine's throughput
   is measured as total engine cycles (R_KTIME / ns per cycle) over packets, which includes
   the 8-byte-per-cycle receive and transmit of every frame;
-* Mpps = f / cycles per packet at the Fmax from build/bench/synth_core.json (the core's, as
-  bench/synth_core.py measures it) or 100 MHz when that file is missing;
+* Mpps = f / cycles per packet, f the first of (the table says which, the JSON keeps it in
+  ``fmax_source``): ``--fmax MHZ``; the engine's own Fmax, measured: ``--fmax-json`` (a
+  `bpfpga board build -j` report) or build/bench/boards.json (bench/boards.py), the
+  achieved sys-domain Fmax of the first board built there; the CPU core alone,
+  build/bench/synth_core.json (bench/synth_core.py: an upper bound, the engine adds the
+  helper units, map arbiter and dispatch around it); else 100 MHz, assumed (no synthesis);
 * kernel: KernelTarget.ns_per_packet over the same packets, minus the same for an empty
   program (the harness overhead), when the kernel target is available.
 Writes build/bench/xdp_cycles.json.
@@ -27,10 +31,63 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _engine_fmax(path: Path):
+    """(MHz, what) from a board build report, or from bench/boards.py's list of them."""
+    d = json.loads(path.read_text())
+    reports = d.get("results", [d]) if isinstance(d, dict) else []
+    for r in reports:
+        # the gateware's stand-in engine ("standin") is not the engine: its Fmax says nothing
+        if isinstance(r, dict) and r.get("engine_fmax_mhz") and r.get("engine") != "standin":
+            what = (f"the engine's sys-domain Fmax measured by nextpnr for board "
+                    f"{r.get('board', '?')} ({r.get('fpga', '?')}, "
+                    f"{r.get('cores', '?')} cores), {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+            return float(r["engine_fmax_mhz"]), what
+    return None
+
+
+def clock(given: float | None, report: str | None) -> tuple[float, str]:
+    """The clock the packet rates are given at, and where it comes from."""
+    if given is not None:
+        if given <= 0:
+            sys.exit(f"--fmax {given}: must be positive")
+        return given, "given with --fmax"
+    if report is not None:
+        p = Path(report).resolve()
+        try:
+            got = _engine_fmax(p)
+        except (OSError, ValueError) as e:
+            sys.exit(f"--fmax-json {report}: {e}")
+        if got is None:
+            sys.exit(f"--fmax-json {report}: no engine_fmax_mhz in it")
+        return got
+    boards = ROOT / "build/bench/boards.json"
+    if boards.exists():
+        try:
+            got = _engine_fmax(boards)
+            if got is not None:
+                return got
+        except ValueError:
+            pass
+    sj = ROOT / "build/bench/synth_core.json"
+    if sj.exists():
+        try:
+            d = json.loads(sj.read_text())
+            f = float(d.get("fmax_mhz") or d.get("fmax"))
+            return f, ("the CPU core alone (build/bench/synth_core.json, bench/synth_core.py): "
+                       "an upper bound, the engine was not synthesized")
+        except (ValueError, TypeError, AttributeError):
+            pass
+    return 100.0, "assumed: no synthesis result in build/bench (run bench/boards.py or " \
+                  "bench/synth_core.py, or give --fmax)"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--packets", type=int, default=300)
     ap.add_argument("--examples", default="")
+    ap.add_argument("--fmax", type=float, default=None, help="clock in MHz for the Mpps columns")
+    ap.add_argument("--fmax-json", default=None,
+                    help="a `bpfpga board build -j` report (its engine_fmax_mhz)")
     a = ap.parse_args()
     from bpfpga.compiler.elf import load_object
     from bpfpga.compiler.mapsjson import load as load_maps
@@ -39,14 +96,7 @@ def main():
     from bpfpga.sim import pcap
     from bpfpga.sim.rtl_xdp import XdpRtl
     from bpfpga.sim.xdp import XdpRef
-    fmax = 100.0
-    sj = ROOT / "build/bench/synth_core.json"
-    if sj.exists():
-        try:
-            d = json.loads(sj.read_text())
-            fmax = float(d.get("fmax_mhz") or d.get("fmax") or fmax)
-        except (ValueError, TypeError, AttributeError):
-            pass
+    fmax, fmax_source = clock(a.fmax, a.fmax_json)
     kernel = None
     try:
         from bpfpga.host.kernel import KernelTarget, kernel_available
@@ -86,7 +136,7 @@ def main():
                "cycles_per_packet_1core": sum(one) / len(one),
                "cycles_per_packet_ncores": max(busy) / len(pk), "cores": ncores,
                "busy_cycles": busy,
-               "fmax_mhz": fmax}
+               "fmax_mhz": fmax, "fmax_source": fmax_source}
         row["mpps_1core"] = fmax / row["cycles_per_packet_1core"]
         row["mpps_ncores"] = fmax / row["cycles_per_packet_ncores"]
         if kernel is not None:
@@ -113,7 +163,7 @@ def main():
         print(f"{r['example']:10} {r['insns_per_packet']:7.1f} {r['cycles_per_packet_1core']:10.1f} "
               f"{r['cycles_per_packet_ncores']:10.1f} {r['mpps_1core']:8.2f} "
               f"{r['mpps_ncores']:8.2f} {k if k is None else round(k, 1)!s:>9}")
-    print(f"(at {fmax:.1f} MHz; JSON in {out / 'xdp_cycles.json'})")
+    print(f"(Mpps at {fmax:.1f} MHz: {fmax_source}; JSON in {out / 'xdp_cycles.json'})")
 
 
 if __name__ == "__main__":
