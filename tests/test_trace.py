@@ -93,8 +93,26 @@ def test_trace_rtl_matches_ref(trace_obj):
         # two frames at once on two cores: each frame's lines stay with it
         batch = t.run_batch(_frames())
         c = t.counters()
+        # nobody reads the FIFO: it fills, further records are lost and counted, and the
+        # programs neither wait nor change (same verdicts, same return values)
+        depth = t.dev.trace_depth
+        n = depth // 9 + 2
+        t.traces = False                    # the target does not read them either
+        over = t.run_batch([_frames()[k % 3] for k in range(n)])
+        c2 = t.counters()
+        kept = t.dev.trace_records()
+        first = min(r["seq"] for r in kept)
+        first_text = [t.dev.trace_text(r) for r in kept if r["seq"] == first]
+        rets2 = _rets(t.map_dump("rets"))
     finally:
         t.close()
+    assert [r.verdict for r in over] == [want[k % 3].verdict for k in range(n)]
+    assert all(r.trace == [] for r in over)
+    assert c2[C.C_TRACE] - c[C.C_TRACE] == len(kept) == depth
+    assert c2[C.C_TRACE_DROP] - c[C.C_TRACE_DROP] == 9 * n - depth > 0
+    assert first_text == want[0].trace
+    assert {k: rets2[k] for k in (0, 1, 3, 4, 8, 9, 10, 11, 12)} == \
+        {k: want_rets[k] for k in (0, 1, 3, 4, 8, 9, 10, 11, 12)}
     assert [r.trace for r in got] == [r.trace for r in want]
     assert [r.trace for r in batch] == [r.trace for r in want]
     assert [r.verdict for r in got] == [r.verdict for r in want]
