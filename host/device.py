@@ -289,7 +289,6 @@ class Device:
             self._out_rd = rd
         return recs
 
-
     # ------------------------------------------------------------------ trace FIFO
     def trace_records(self) -> list[dict]:
         """Every record waiting in the trace FIFO (trace_printk calls, oldest first), and
