@@ -378,7 +378,7 @@ def gen_firewall():
 
 # load balancer ----------------------------------------------------------
 LB_MAX_VIPS, LB_RING, LB_MAX_BACKENDS = 8, 257, 64
-F_LRU_BYPASS, F_HASH_NO_SRC_PORT, BACKEND_F_IPV6 = 1, 2, 1
+F_LRU_BYPASS, F_HASH_NO_SRC_PORT, BACKEND_F_IPV6, BACKEND_F_L2 = 1, 2, 1, 2
 M32 = 0xffffffff
 
 
@@ -555,6 +555,23 @@ def gen_lb():
             frames.append(runt(rng, p))
     frames += base_mix(rng, 400)
     rng.shuffle(frames)
+    # direct routing (BACKEND_F_L2): a VIP whose backends share the balancer's L2 segment; its
+    # own generator and appended last, so the frames and maps above stay as they were
+    rl2 = random.Random(f"{SEED}-lb-l2")
+    l2_backends = {21: ("10.200.2.21", "02:00:00:c8:02:15"), 22: ("10.200.2.22", "02:00:00:c8:02:16")}
+    for idx, (addr, mac) in sorted(l2_backends.items()):
+        maps["backends"].append({"key": hx(struct.pack("<I", idx)),
+                                 "value": hx(struct.pack("<4s6s6sI", ip4(addr), bytes.fromhex(mac.replace(":", "")),
+                                                         bytes(6), BACKEND_F_L2))})
+    maps["vip_map"].append({"key": hx(struct.pack("<16s2sBB", ip4("10.100.0.5") + bytes(12), struct.pack("!H", 8000),
+                                                  6, 4)), "value": hx(struct.pack("<II", 0, 7))})
+    for slot, b in enumerate(maglev("10.100.0.5:8000/6", sorted(l2_backends))):
+        maps["ch_rings"].append({"key": hx(struct.pack("<I", 7 * LB_RING + slot)), "value": hx(struct.pack("<I", b))})
+    for _ in range(12):
+        src, sport = "198.51.100.%d" % rl2.randint(1, 254), rl2.randint(1024, 65535)
+        for j in range(rl2.randint(1, 4)):
+            frames.append(eth(rl2) / IP(src=src, dst="10.100.0.5") /
+                          TCP(sport=sport, dport=8000, flags="S" if j == 0 else "A") / payload(rl2, 0, 200))
     write("lb", frames, maps)
 
 

@@ -6,7 +6,7 @@ them), ``ADR_BITS`` wide. docs/registers.md is the prose version of this file.
 """
 ADR_BITS = 20
 IDENT = 0x62706658            # "bpfX": the XDP engine (the stand-in answers 0x62706653)
-VERSION = 1
+VERSION = 2                   # 2: write window and keyed commit (docs/registers.md)
 
 # regions (word addresses)
 REGS = 0x00000                # registers, below
@@ -30,7 +30,8 @@ R_MAP_LEN = 12      # rw: bytes of map memory programs may access (values); abov
 R_NMAPS = 13        # rw: maps in the descriptor table
 R_CHECK = 14        # w: n -> CRC-32 of staging slots [0, n) into R_CRC (R_STATUS bit 2 while busy)
 R_CRC = 15          # r
-R_COMMIT = 16       # w: n -> between packets, copy staging [0, n) into every core, PROG_LEN = n
+R_COMMIT = 16       # w: n -> CRC of staging [0, n); if it equals R_COMMIT_KEY, between packets
+                    #    copy staging [0, n) into every core, PROG_LEN = n; else refused
 R_COMMITS = 17      # r: commits done (the host waits for it to move)
 R_INJ_WR = 18       # rw: inject ring write index (64-bit words, free running mod 2^16)
 R_INJ_RD = 19       # r
@@ -42,8 +43,16 @@ R_MAPCLR = 25       # w: n -> zero map memory bytes [0, n) (R_STATUS bit 3 while
 R_TRACE_DEPTH = 32  # r: records the trace FIFO holds (0: the engine has no trace unit)
 R_TRACE_WR = 33     # r: records written (free running mod 2^16)
 R_TRACE_RD = 34     # rw: records the host has read (it frees them by writing this)
+# the write guard: every write but R_WIN / R_WIN_CHECK must fall in an open write window
+R_WIN = 40          # w: base word address[0:20] | (words - 1)[20:28] | WIN_TAG[28:32]
+R_WIN_CHECK = 41    # w: ~R_WIN (all 32 bits): opens the window R_WIN names, else nothing
+R_GUARD = 42        # r: writes accepted[0:16] | writes refused[16:24] | commits refused[24:32]
+R_COMMIT_KEY = 43   # w: the CRC-32 the next R_COMMIT's staging [0, n) must have (one use)
+R_PROG_CRC = 44     # r: CRC-32 of the committed image (checked by the hardware at its commit)
 
 CTRL_ENABLE, CTRL_CAPTURE, CTRL_CLEAR = 1, 2, 4
+WIN_TAG = 0xA                 # R_WIN[28:32]: a window write without it opens nothing
+WIN_MAX = 256                 # words a window takes (the bridge's bursts are <= 255)
 
 # counters (COUNTERS + n)
 C_VERDICT = 0                 # + XDP_ABORTED .. XDP_REDIRECT

@@ -634,17 +634,27 @@ class XDPEngine(wiring.Component):
         cm_req = Signal()
         cm_n = Signal(pw + 1)
         cm_v = Signal()
+        # a commit carries its key: the hardware computes the CRC of staging [0, n) itself
+        # and copies only when it equals the key the host wrote (R_COMMIT_KEY, one use), so
+        # a write garbled into R_COMMIT, or a staging word changed after the host's check,
+        # commits nothing
+        commit_key = Signal(32)
+        key_valid = Signal()
+        cm_key = Signal(32)
+        cm_ok = Signal()                 # key present and n within the program memory
+        ck_cm = Signal()                 # the running check is a commit's
+        cm_bad = Signal(8)
+        prog_crc = Signal(32)
         new_crc = hdl_crc_update(m, crc, stage_rp.data)
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 with m.If(ck_busy):
-                    m.d.sync += [ck_i.eq(0), ck_v.eq(0), crc.eq(0xFFFFFFFF)]
+                    m.d.sync += [ck_i.eq(0), ck_v.eq(0), crc.eq(0xFFFFFFFF), ck_cm.eq(0)]
                     m.next = "CHECK"
                 with m.Elif(cm_req):
-                    m.d.comb += commit_busy.eq(1)
-                    with m.If(~any_running):
-                        m.d.sync += [ck_i.eq(0), cm_v.eq(0)]
-                        m.next = "COPY"
+                    m.d.sync += [ck_i.eq(0), ck_v.eq(0), crc.eq(0xFFFFFFFF), ck_cm.eq(1),
+                                 ck_n.eq(cm_n)]
+                    m.next = "CHECK"
             with m.State("CHECK"):
                 # slot i is presented, slot i-1 is read out
                 with m.If(ck_v):
@@ -654,8 +664,21 @@ class XDPEngine(wiring.Component):
                 with m.Else():
                     m.next = "CHECK_END"
             with m.State("CHECK_END"):
-                m.d.sync += [crc.eq(~crc), ck_busy.eq(0)]
-                m.next = "IDLE"
+                m.d.sync += crc.eq(~crc)
+                with m.If(ck_cm):
+                    m.next = "VERIFY"
+                with m.Else():
+                    m.d.sync += ck_busy.eq(0)
+                    m.next = "IDLE"
+            with m.State("VERIFY"):
+                with m.If(~cm_ok | (crc != cm_key)):
+                    m.d.sync += [cm_bad.eq(cm_bad + 1), cm_req.eq(0)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += commit_busy.eq(1)
+                    with m.If(~any_running):
+                        m.d.sync += [ck_i.eq(0), cm_v.eq(0)]
+                        m.next = "COPY"
             with m.State("COPY"):
                 m.d.comb += commit_busy.eq(1)
                 with m.If(cm_v):
@@ -663,7 +686,8 @@ class XDPEngine(wiring.Component):
                 with m.If(ck_i < cm_n):
                     m.d.sync += [ck_i.eq(ck_i + 1), cm_v.eq(1)]
                 with m.Else():
-                    m.d.sync += [prog_len.eq(cm_n), commits.eq(commits + 1), cm_req.eq(0)]
+                    m.d.sync += [prog_len.eq(cm_n), commits.eq(commits + 1), cm_req.eq(0),
+                                 prog_crc.eq(cm_key)]
                     m.next = "IDLE"
 
         # ------------------------------------------------------------------ control port
@@ -690,6 +714,20 @@ class XDPEngine(wiring.Component):
                 m.d.sync += clr_a.eq(clr_a + 8)
                 with m.If(clr_a + 8 >= clr_n):
                     m.d.sync += clr_busy.eq(0)
+        # the write guard: a write lands only inside the window the host opened just before
+        # it (R_WIN, then R_WIN_CHECK = ~R_WIN), in order, each word once; anything else is
+        # refused, counted and closes the window, so a write whose address was garbled on
+        # the link changes nothing
+        win_pend = Signal(32)
+        win_next = Signal(C.ADR_BITS)
+        win_left = Signal(range(C.WIN_MAX + 1))
+        wr_ok = Signal(16)
+        wr_bad = Signal(8)
+        is_win = Signal()
+        allowed = Signal()
+        m.d.comb += [is_win.eq((region == C.REGS >> 16) &
+                               ((off == C.R_WIN) | (off == C.R_WIN_CHECK))),
+                     allowed.eq(~is_win & (win_left != 0) & (wb.adr == win_next))]
         status = Cat(~any_running, commit_busy | cm_req, ck_busy, clr_busy, Const(0, 4),
                      Cat(*[L.hold for L in lanes]))
         info = Const(N, 8) | (Const(P, 8) << 8) | (Const(pw, 8) << 16) | (Const(cfg.max_maps, 8) << 24)
@@ -702,18 +740,33 @@ class XDPEngine(wiring.Component):
                   C.R_NMAPS: nmaps, C.R_CRC: crc, C.R_COMMITS: commits,
                   C.R_INJ_WR: iw, C.R_INJ_RD: ir, C.R_OUT_WR: ow, C.R_OUT_RD: orr,
                   C.R_KTIME_LO: ktime[0:32], C.R_KTIME_HI: ktime[32:64],
-                  C.R_TRACE_DEPTH: cfg.trace_depth, C.R_TRACE_WR: tw, C.R_TRACE_RD: trd}
+                  C.R_TRACE_DEPTH: cfg.trace_depth, C.R_TRACE_WR: tw, C.R_TRACE_RD: trd,
+                  C.R_GUARD: Cat(wr_ok, wr_bad, cm_bad), C.R_PROG_CRC: prog_crc}
         mapdat = Signal(32)
         with m.FSM(name="wb"):
             with m.State("IDLE"):
                 with m.If(wb.cyc & wb.stb):
                     m.d.sync += [rsel.eq(region), roff.eq(off), adr.eq(wb.adr),
                                  wdat.eq(wb.dat_w)]
-                    with m.If(wb.adr[19]):
+                    with m.If(wb.we & is_win):
+                        with m.If(off == C.R_WIN):
+                            m.d.sync += [win_pend.eq(wb.dat_w), win_left.eq(0)]
+                        with m.Elif((wb.dat_w == ~win_pend) &
+                                    (win_pend[28:32] == C.WIN_TAG)):
+                            m.d.sync += [win_next.eq(win_pend[0:20]),
+                                         win_left.eq(win_pend[20:28] + 1), win_pend.eq(0)]
+                        with m.Else():
+                            m.d.sync += [win_left.eq(0), win_pend.eq(0), wr_bad.eq(wr_bad + 1)]
+                    with m.Elif(wb.we & allowed):
+                        m.d.sync += [win_next.eq(win_next + 1), win_left.eq(win_left - 1),
+                                     wr_ok.eq(wr_ok + 1)]
+                    with m.Elif(wb.we):
+                        m.d.sync += [win_left.eq(0), wr_bad.eq(wr_bad + 1)]
+                    with m.If(wb.adr[19] & (~wb.we | allowed)):
                         m.next = "MAP"
                     with m.Else():
                         m.next = "ACK"
-                        with m.If(wb.we):
+                        with m.If(wb.we & allowed):
                             with m.Switch(region):
                                 with m.Case(C.REGS >> 16):
                                     with m.Switch(off):
@@ -728,9 +781,22 @@ class XDPEngine(wiring.Component):
                                         with m.Case(C.R_NMAPS):
                                             m.d.sync += nmaps.eq(wb.dat_w)
                                         with m.Case(C.R_CHECK):
-                                            m.d.sync += [ck_n.eq(wb.dat_w), ck_busy.eq(1)]
+                                            with m.If(~cm_req):     # not under a commit
+                                                m.d.sync += [ck_n.eq(wb.dat_w),
+                                                             ck_busy.eq(1)]
                                         with m.Case(C.R_COMMIT):
-                                            m.d.sync += [cm_n.eq(wb.dat_w), cm_req.eq(1)]
+                                            m.d.sync += key_valid.eq(0)
+                                            with m.If(~cm_req):
+                                                m.d.sync += [
+                                                    cm_n.eq(wb.dat_w), cm_req.eq(1),
+                                                    cm_key.eq(commit_key),
+                                                    cm_ok.eq(key_valid &
+                                                             (wb.dat_w <= cfg.pm_depth))]
+                                            with m.Else():
+                                                m.d.sync += cm_bad.eq(cm_bad + 1)
+                                        with m.Case(C.R_COMMIT_KEY):
+                                            m.d.sync += [commit_key.eq(wb.dat_w),
+                                                         key_valid.eq(1)]
                                         with m.Case(C.R_INJ_WR):
                                             m.d.sync += iw.eq(wb.dat_w)
                                         with m.Case(C.R_OUT_RD):

@@ -87,7 +87,8 @@ def stats(dev) -> dict:
             "traps": {TRAP_NAMES.get(r, str(r)): c[C.C_TRAP + r] for r in range(1, 16)
                       if r in TRAP_NAMES or c[C.C_TRAP + r]},
             "cores": [{"core": k, "packets": c[C.C_PKTS + k], "busy_cycles": c[C.C_BUSY + k]}
-                      for k in range(dev.cores)]}
+                      for k in range(dev.cores)],
+            "refused": dict(zip(("writes", "commits"), dev.guard()[1:]))}
 
 
 def _stats_text(s: dict) -> str:
@@ -97,7 +98,9 @@ def _stats_text(s: dict) -> str:
              "dropped:    " + "  ".join(f"{k} {v}" for k, v in s["dropped"].items()),
              f"output ring records {s['output_ring_records']}  tail calls {s['tail_calls']}"
              f"  trace records {s['trace']['records']} (lost {s['trace']['lost']})",
-             "traps:      " + "  ".join(f"{k} {v}" for k, v in s["traps"].items())]
+             "traps:      " + "  ".join(f"{k} {v}" for k, v in s["traps"].items()),
+             f"refused by the write guard (mod 256, since power-on): writes "
+             f"{s['refused']['writes']}  commits {s['refused']['commits']}"]
     for c in s["cores"]:
         lines.append(f"core {c['core']}:     packets {c['packets']}  busy cycles "
                      f"{c['busy_cycles']}")
@@ -350,7 +353,10 @@ def register(group: click.Group) -> None:
                   "SIGUSR1 (kill -USR1 PID: after maps are filled).")
     @click.option("--inflight", type=int, default=1, show_default=True,
                   help="Replayed frames in the engine at once (at most one per core).")
-    def sim_board(listen, pcap0, capture, replay_on, inflight):
+    @click.option("--tap", "taps", multiple=True, metavar="[PORT=]NAME",
+                  help="Attach engine port PORT (default 0) to a new Linux TAP device NAME "
+                  "(needs root or CAP_NET_ADMIN); repeat for port 1.")
+    def sim_board(listen, pcap0, capture, replay_on, inflight, taps):
         """Run the XDP engine in Verilator as a board: its control port on a TCP port,
         until Ctrl-C."""
         import os
@@ -362,10 +368,22 @@ def register(group: click.Group) -> None:
             port = int(port)
         except ValueError:
             raise BpfpgaError(f"--listen {listen!r}: expected HOST:PORT") from None
+        tap_ports = {}
+        for t in taps:
+            p, sep, name = t.rpartition("=")
+            if not sep:
+                p = "0"
+            if not p.isdigit():
+                raise BpfpgaError(f"--tap {t!r}: expected NAME or PORT=NAME (PORT a number)")
+            if int(p) in tap_ports:
+                raise BpfpgaError(f"--tap {t!r}: port {p} is already attached to "
+                                  f"{tap_ports[int(p)]}")
+            tap_ports[int(p)] = name
         click.echo("starting the simulated board (Verilator model of the XDP engine)...",
                    err=True)
         board = SimBoard(host or "127.0.0.1", port, pcap0, capture, replay_on,
-                         log=lambda m: click.echo(m, err=True), inflight=inflight)
+                         log=lambda m: click.echo(m, err=True), inflight=inflight,
+                         taps=tap_ports)
         signal.signal(signal.SIGUSR1, lambda *_: board.replay_go.set())
         # Ctrl-C and SIGTERM end the serve loop (also when started from a script, where a
         # background job inherits SIGINT ignored)
@@ -392,7 +410,7 @@ def show_loaded(url: str, timeout: float, as_json: bool) -> None:
     try:
         meta = read_meta(dev)
         d = {"device": dev.url, "slots": dev.reg(C.R_PROG_LEN),
-             "commits": dev.reg(C.R_COMMITS),
+             "commits": dev.reg(C.R_COMMITS), "crc": f"0x{dev.reg(C.R_PROG_CRC):08x}",
              "enabled": bool(dev.reg(C.R_CTRL) & C.CTRL_ENABLE),
              "budget": dev.reg(C.R_BUDGET), "maps": dev.reg(C.R_NMAPS)}
         if meta is not None:
@@ -410,5 +428,6 @@ def show_loaded(url: str, timeout: float, as_json: bool) -> None:
         click.echo(f"{d['name']}  section {d['section']}  {d['slots']} slots  "
                    f"{'running' if d['enabled'] else 'paused'}\n"
                    f"  object {d['object']} (sha256 {d['sha256'][:16]}...)\n"
+                   f"  committed image CRC-32 {d['crc']} (checked by the engine)\n"
                    f"  loaded {d['loaded_at']}  budget {d['budget']} insns  "
                    f"maps: {', '.join(d['map_names']) or 'none'}")

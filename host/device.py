@@ -7,6 +7,11 @@ length byte (words), a 32-bit big-endian word address, big-endian 32-bit words. 
 pipelined: a burst read of many words sends every command first and then collects the
 answers.
 
+Writes: every write is preceded by the opening of a write window that names exactly its
+addresses (R_WIN, R_WIN_CHECK; hdl/control.py), so the engine refuses a write whose address
+was garbled on the link; what a write stored is checked by reading it back (map entries,
+descriptors, registers) or by the hardware's own CRC (program staging, commit).
+
 Maps: the host works on raw map memory with the hardware's own layout and hash function
 (compiler/link.py ``hw_layout``, hdl/maps_hw.py ``key_hash``), with the engine paused (no core
 runs a program while the host changes a map; packets wait in their buffers).
@@ -39,11 +44,17 @@ class Device:
         self.url = url or transport.url
         self.timeout = timeout
         try:
-            ident = self.reg(C.R_IDENT)
+            ident = _stable(lambda: self.reg(C.R_IDENT), url=self.url)
             if ident != C.IDENT:
                 raise TargetError(f"{self.url}: not a bpfpga XDP engine (ident 0x{ident:08x})")
-            info = self.reg(C.R_INFO)
-            self.version = self.reg(C.R_VERSION)
+            if hasattr(self.t, "canary"):
+                self.t.canary = (base + C.REGS + C.R_IDENT, C.IDENT)
+            info = _stable(lambda: self.reg(C.R_INFO), url=self.url)
+            self.version = _stable(lambda: self.reg(C.R_VERSION), url=self.url)
+            if self.version < C.VERSION:
+                raise TargetError(f"{self.url}: the engine's control port is version "
+                                  f"{self.version}; this host needs version {C.VERSION} (write "
+                                  f"window, keyed commit): rebuild the gateware")
         except BaseException:
             self.t.close()
             raise
@@ -51,12 +62,12 @@ class Device:
         self.ports = (info >> 8) & 0xFF
         self.pm_depth = 1 << ((info >> 16) & 0xFF)
         self.max_maps = info >> 24
-        self.map_bytes = self.reg(C.R_MAP_BYTES)
-        self.pkt_bytes = self.reg(C.R_PKT_BYTES)
-        self.inj_words = self.reg(C.R_INJ_WORDS)
-        self.out_words = self.reg(C.R_OUT_WORDS)
-        self.ns_per_cycle = self.reg(C.R_NS_PER_CYCLE)
-        self.trace_depth = self.reg(C.R_TRACE_DEPTH)
+        self.map_bytes = _stable(lambda: self.reg(C.R_MAP_BYTES), url=self.url)
+        self.pkt_bytes = _stable(lambda: self.reg(C.R_PKT_BYTES), url=self.url)
+        self.inj_words = _stable(lambda: self.reg(C.R_INJ_WORDS), url=self.url)
+        self.out_words = _stable(lambda: self.reg(C.R_OUT_WORDS), url=self.url)
+        self.ns_per_cycle = _stable(lambda: self.reg(C.R_NS_PER_CYCLE), url=self.url)
+        self.trace_depth = _stable(lambda: self.reg(C.R_TRACE_DEPTH), url=self.url)
         self._inj_wr = self._inj_rd = self._out_rd = None     # ring indexes the host owns
 
     def close(self):
@@ -64,7 +75,40 @@ class Device:
 
     # ------------------------------------------------------------------ raw words
     def write(self, addr: int, words) -> None:
-        self.t.write(self.base + addr, list(words))
+        """Write words at a word address, each burst inside a write window opened for exactly
+        it (the engine refuses any other write). Nothing is read back here."""
+        words = list(words)
+        atomic = getattr(self.t, "atomic", None)
+        for i in range(0, len(words), MAX_BURST):
+            chunk = words[i:i + MAX_BURST]
+            a = addr + i
+            win = (C.WIN_TAG << 28) | ((len(chunk) - 1) << 20) | (a & 0xFFFFF)
+            if atomic is not None:
+                with atomic():
+                    self.t.write(self.base + C.REGS + C.R_WIN, [win, ~win & 0xFFFFFFFF])
+                    self.t.write(self.base + a, chunk)
+            else:
+                self.t.write(self.base + C.REGS + C.R_WIN, [win, ~win & 0xFFFFFFFF])
+                self.t.write(self.base + a, chunk)
+
+    def guard(self) -> tuple[int, int, int]:
+        """(writes accepted mod 2^16, writes refused mod 2^8, commits refused mod 2^8)."""
+        g = self.reg(C.R_GUARD)
+        return g & 0xFFFF, (g >> 16) & 0xFF, g >> 24
+
+    def write_checked(self, addr: int, words, tries: int = 4) -> None:
+        """write(), then make sure the engine accepted every word (its count of accepted
+        writes moved by exactly that many), else write again: for registers that cannot be
+        read back (CHECK, MAPCLR, SEED, COMMIT_KEY). Only for writes that may be repeated."""
+        words = list(words)
+        for _ in range(tries):
+            # a garbled read costs a repetition, nothing more
+            ok0 = self.guard()[0]
+            self.write(addr, words)
+            if (self.guard()[0] - ok0) & 0xFFFF == len(words):
+                return
+        raise TargetError(f"{self.url}: the engine refused a write at 0x{addr:05x} {tries} "
+                          f"times (bad link?)")
 
     def read(self, addr: int, n: int) -> list[int]:
         if n <= 0:
@@ -74,18 +118,36 @@ class Device:
     def reg(self, r: int) -> int:
         return self.read(C.REGS + r, 1)[0]
 
-    def set_reg(self, r: int, v: int) -> None:
-        self.write(C.REGS + r, [v & 0xFFFFFFFF])
+    def set_reg(self, r: int, v: int, verify: bool = False, tries: int = 4) -> None:
+        """Write a register; with verify, read it back until it holds v."""
+        v &= 0xFFFFFFFF
+        for _ in range(tries if verify else 1):
+            self.write(C.REGS + r, [v])
+            if not verify or _stable(lambda: self.reg(r), url=self.url) == v:
+                return
+        raise TargetError(f"{self.url}: register {r} did not take its value (bad link?)")
 
     # ------------------------------------------------------------------ engine control
     def control(self, enable: bool | None = None, capture: bool | None = None,
-                clear: bool = False) -> None:
-        cur = self.reg(C.R_CTRL)
-        if enable is not None:
-            cur = (cur & ~C.CTRL_ENABLE) | (C.CTRL_ENABLE if enable else 0)
-        if capture is not None:
-            cur = (cur & ~C.CTRL_CAPTURE) | (C.CTRL_CAPTURE if capture else 0)
-        self.set_reg(C.R_CTRL, cur | (C.CTRL_CLEAR if clear else 0))
+                clear: bool = False, tries: int = 4) -> None:
+        """Set CTRL's ENABLE / CAPTURE (read back until they hold) and pulse CLEAR."""
+        mask = C.CTRL_ENABLE | C.CTRL_CAPTURE
+        cur = self.reg(C.R_CTRL) & mask
+        for _ in range(tries):
+            if enable is not None:
+                cur = (cur & ~C.CTRL_ENABLE) | (C.CTRL_ENABLE if enable else 0)
+            if capture is not None:
+                cur = (cur & ~C.CTRL_CAPTURE) | (C.CTRL_CAPTURE if capture else 0)
+            if clear:
+                self.write_checked(C.REGS + C.R_CTRL, [cur | C.CTRL_CLEAR])
+            else:
+                self.set_reg(C.R_CTRL, cur)
+            got = self.reg(C.R_CTRL)
+            if got & mask == cur:
+                return
+            cur = self.reg(C.R_CTRL) & mask
+        raise TargetError(f"{self.url}: the engine's CTRL register did not take its value "
+                          f"(bad link?)")
 
     def pause(self, timeout: float = 5.0) -> None:
         """Stop starting programs and wait until no core runs one."""
@@ -121,24 +183,26 @@ class Device:
 
     def staged_crc(self, n: int) -> int:
         """The hardware's CRC-32 of staging slots [0, n)."""
-        self.set_reg(C.R_CHECK, n)
+        self.write_checked(C.REGS + C.R_CHECK, [n])
         t0 = time.time()
         while self.reg(C.R_STATUS) & 4:
             if time.time() - t0 > self.timeout:
                 raise TargetError(f"{self.url}: the program check did not finish")
         return self.reg(C.R_CRC)
 
-    def stage_program(self, code: bytes, retries: int = 5, chunk: int = 64) -> int:
+    def stage_program(self, code: bytes, retries: int = 8, chunk: int = 64) -> int:
         """Write the image to staging a chunk at a time; after each chunk the hardware's CRC
         of the staged prefix must equal ours (zlib.crc32 of the same prefix), else the chunk
-        is written again. The running program is untouched. Returns the slot count."""
+        is written again, halved (down to 8 slots: a bad link garbles a long burst more
+        often than a short one). The running program is untouched. Returns the slot count."""
         import zlib
         n, words, want = self._image_words(code)
         got = exp = None
-        for s in range(0, n, chunk):
-            e = min(n, s + chunk)
-            exp = zlib.crc32(code[:8 * e]) & 0xFFFFFFFF
+        s = 0
+        while s < n:
             for _ in range(retries):
+                e = min(n, s + chunk)
+                exp = zlib.crc32(code[:8 * e]) & 0xFFFFFFFF
                 self.write(C.PM_STAGE + 2 * s, words[2 * s:2 * e])
                 try:
                     got = self.staged_crc(e)
@@ -146,30 +210,41 @@ class Device:
                     got = None
                 if got == exp:
                     break
+                chunk = max(8, chunk // 2)
             else:
                 shown = "no answer" if got is None else f"CRC 0x{got:08x}"
                 raise TargetError(f"{self.url}: program load failed its check {retries} "
                                   f"times at slots {s}..{e - 1} ({shown}, expected "
                                   f"0x{exp:08x}); the running program is unchanged")
+            s = e
         return n
 
-    def commit_program(self, code: bytes) -> None:
-        """Check staging once more against the image, then commit it between packets."""
+    def commit_program(self, code: bytes, tries: int = 4) -> None:
+        """Check staging once more against the image, then commit it between packets with the
+        image's CRC as the key: the engine computes the CRC of staging [0, n) itself and
+        commits only if it equals the key (else it refuses, and this retries)."""
         n, _, want = self._image_words(code)
         got = self.staged_crc(n)
         if got != want:
             raise TargetError(f"{self.url}: staged program changed before its commit (CRC "
                               f"0x{got:08x}, expected 0x{want:08x}); not committed")
-        before = self.reg(C.R_COMMITS)
-        self.set_reg(C.R_COMMIT, n)
-        t0 = time.time()
-        while self.reg(C.R_COMMITS) == before:
-            if time.time() - t0 > self.timeout:
-                raise TargetError(f"{self.url}: program commit did not finish")
+        for _ in range(tries):
+            before = _stable(lambda: self.reg(C.R_COMMITS), url=self.url)
+            self.write_checked(C.REGS + C.R_COMMIT_KEY, [want])
+            self.set_reg(C.R_COMMIT, n)
+            t0 = time.time()
+            while _stable(lambda: self.reg(C.R_STATUS), url=self.url) & 2:
+                if time.time() - t0 > self.timeout:
+                    raise TargetError(f"{self.url}: program commit did not finish")
+            if _stable(lambda: self.reg(C.R_COMMITS), url=self.url) != before and \
+                    _stable(lambda: self.reg(C.R_PROG_CRC), url=self.url) == want:
+                return
+        raise TargetError(f"{self.url}: the engine refused the commit {tries} times (its CRC "
+                          f"of staging did not equal 0x{want:08x}; bad link?)")
 
     def clear_map_memory(self, n: int) -> None:
         """Zero map memory bytes [0, n) in hardware (8 bytes an access)."""
-        self.set_reg(C.R_MAPCLR, (n + 7) & ~7)
+        self.write_checked(C.REGS + C.R_MAPCLR, [(n + 7) & ~7])
         t0 = time.time()
         while self.reg(C.R_STATUS) & 8:
             if time.time() - t0 > self.timeout:
@@ -181,8 +256,8 @@ class Device:
         words = [w for d in descs for w in d]
         if words:
             self.write(C.MAPDESC, words)
-        self.set_reg(C.R_NMAPS, len(descs))
-        self.set_reg(C.R_MAP_LEN, map_len)
+        self.set_reg(C.R_NMAPS, len(descs), verify=True)
+        self.set_reg(C.R_MAP_LEN, map_len, verify=True)
 
     # ------------------------------------------------------------------ map memory (bytes)
     def mem_read(self, off: int, n: int) -> bytes:
@@ -662,7 +737,7 @@ def write_meta(dev: Device, meta: dict | None, retries: int = 3) -> None:
     blob = META_MAGIC + struct.pack("<II", len(body), zlib.crc32(body) & 0xFFFFFFFF) + body
     for _ in range(retries):
         dev.mem_write(off, blob)
-        if _stable(lambda: read_meta(dev)) == json.loads(body):
+        if _stable(lambda: read_meta(dev), url=dev.url) == json.loads(body):
             return
     raise TargetError(f"{dev.url}: could not record the loaded object on the device")
 
@@ -678,7 +753,7 @@ def _same_value(got, want) -> bool:
     return got is not None and bytes(got) == bytes(want)
 
 
-def _stable(fn, tries: int = 6):
+def _stable(fn, tries: int = 6, url: str | None = None):
     """fn() read until two reads agree: a reply garbled on the link does not pass
     for the device's state."""
     seen = [fn()]
@@ -687,11 +762,11 @@ def _stable(fn, tries: int = 6):
         if cur in seen:
             return cur
         seen.append(cur)
-    raise TargetError("reads of the device do not agree (bad link?)")
+    raise TargetError(f"{url or 'the device'}: reads of the device do not agree (bad link?)")
 
 
 def verified_update(dm: DeviceMap, key: bytes, value, flags: int = 0,
-                    retries: int = 5) -> None:
+                    retries: int = 8) -> None:
     """DeviceMap.update, then read back (every read twice, until they agree): the entry must
     hold the value under the key, and a hash table must gain no other valid slot (a write
     garbled on the link could otherwise leave an entry under a wrong key). Such a slot is
@@ -699,29 +774,40 @@ def verified_update(dm: DeviceMap, key: bytes, value, flags: int = 0,
     with the engine paused."""
     name = dm.md.name
     key = bytes(key)
+    err = None
     for _ in range(retries):
-        before = _stable(dm._states) if dm.is_hash else None
-        dm.update(key, value, flags)
-        ok = _same_value(_stable(lambda: dm.lookup(key)), value)
+        before = _stable(dm._states, url=dm.dev.url) if dm.is_hash else None
+        try:
+            dm.update(key, value, flags)
+            err = None
+        except MapError as e:
+            # a garbled read (the count, a slot) can look like a full map or an existing
+            # key: read again; the same answer every time is the map's own
+            err = e
+            continue
+        ok = _same_value(_stable(lambda: dm.lookup(key), url=dm.dev.url), value)
         if dm.is_hash:
-            after = _stable(dm._states)
-            s, _ = _stable(lambda: dm._find(key))
+            after = _stable(dm._states, url=dm.dev.url)
+            s, _ = _stable(lambda: dm._find(key), url=dm.dev.url)
             for i, (b, a) in enumerate(zip(before, after)):
                 if i == s or a == b:
                     continue
                 ok = False
                 if a == 1:                       # valid without reason: invalidate it
                     dm.dev.mem_write(dm.moff + 8 + i, bytes([b if b != 1 else 2]))
-            ok = ok and s is not None and _stable(lambda: dm._slot_key(s)) == key
+            ok = ok and s is not None and \
+                _stable(lambda: dm._slot_key(s), url=dm.dev.url) == key
             if not ok and s is not None and before[s] != 1:
                 dm.dev.mem_write(dm.moff + 8 + s, bytes([before[s]]))
-            valid = sum(1 for v in _stable(dm._states) if v == 1)
-            if _stable(dm._count) != valid:
+            valid = sum(1 for v in _stable(dm._states, url=dm.dev.url) if v == 1)
+            if _stable(dm._count, url=dm.dev.url) != valid:
                 dm._set_count(valid)
                 ok = False
         if ok:
             return
         flags &= ~1                                # a retry may find its own earlier write
+    if err is not None:
+        raise err
     raise TargetError(f"{dm.dev.url}: map '{name}': update did not verify after {retries} "
                       f"tries (bad link?); the entry was not written")
 
@@ -775,7 +861,8 @@ class Loaded:
         want = self.descriptors()
         got = self.dev.read(C.MAPDESC, 8 * len(want)) if want else []
         flat = [w & 0xFFFFFFFF for d in want for w in d]
-        if got != flat or self.dev.reg(C.R_NMAPS) != len(want):
+        if got != flat or self.dev.reg(C.R_NMAPS) != len(want) or \
+                self.dev.reg(C.R_MAP_LEN) != self.map_len:
             raise TargetError(f"{self.dev.url}: the device's map descriptors do not match "
                               f"{self.obj.path}; load it again")
 
@@ -824,7 +911,7 @@ def install(dev: Device, obj, prog: str | None = None, entries: dict | None = No
         raise TargetError(f"{dev.url}: map descriptors did not verify; the engine is left "
                           f"paused, load again")
     dev.clear_map_memory(ld.image.size)
-    dev.set_reg(C.R_BUDGET, budget or memmap.INSN_BUDGET)
+    dev.set_reg(C.R_BUDGET, budget or memmap.INSN_BUDGET, verify=True)
     for r in ld.image.regions:
         md = r.md
         dm = ld.maps[md.name]

@@ -28,6 +28,13 @@ def open_target(name: str, obj: BpfObject, prog: str | None = None, **kw) -> Tar
 def apply_maps(target: Target, obj: BpfObject, entries: dict) -> int:
     """Load maps.json entries (bpfpga.compiler.mapsjson.load) into a target; returns the
     number of entries written."""
+    import contextlib
+    batch = getattr(target, "batch", None)
+    with batch() if batch is not None else contextlib.nullcontext():
+        return _apply_maps(target, obj, entries)
+
+
+def _apply_maps(target: Target, obj: BpfObject, entries: dict) -> int:
     n = 0
     names = {m.name: m for m in obj.maps}
     for name, lst in entries.items():

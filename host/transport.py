@@ -82,24 +82,40 @@ class UartBridge(Transport):
         except OSError:
             pass
 
+    # (word address, value) of a register that never changes (the Device sets its IDENT): read
+    # after every request, it frames the answer; bytes of an answer to no request of ours (a
+    # garbled write the bridge parsed as a read) would otherwise shift every later answer
+    canary: tuple[int, int] | None = None
+
     def read(self, addr: int, n: int, retry: bool = True) -> list[int]:
         if n <= 0:
             return []
         req = bytearray()
         for i in range(0, n, MAX_BURST):
             req += struct.pack(">BBI", 0x02, min(MAX_BURST, n - i), addr + i)
+        if self.canary is not None:
+            req += struct.pack(">BBI", 0x02, 1, self.canary[0])
+        want = n + (self.canary is not None)
         tries = self.retries if retry else 1
         got = b""
         for _ in range(tries):
+            # bytes waiting now answer no request of ours (writes get no answer): a garbled
+            # write parsed by the bridge as a read; they would shift every later answer
+            try:
+                self.port.reset_input_buffer()
+            except OSError:
+                pass
             self._send(bytes(req))
             try:
-                got = self.port.read(4 * n)
+                got = self.port.read(4 * want)
             except OSError as e:
                 raise TargetError(f"{self.url}: the link is broken ({e})") from None
-            if len(got) == 4 * n:
-                return list(struct.unpack(f">{n}I", got))
+            if len(got) == 4 * want:
+                words = list(struct.unpack(f">{want}I", got))
+                if self.canary is None or words[-1] == self.canary[1]:
+                    return words[:n]
             self._resync()
-        raise TargetError(f"{self.url}: no answer from the board ({len(got)} of {4 * n} bytes "
+        raise TargetError(f"{self.url}: no answer from the board ({len(got)} of {4 * want} bytes "
                           f"after {tries} tries of {self.timeout} s); is it powered, "
                           f"flashed and connected?")
 

@@ -10,12 +10,22 @@ read; 0x03/0x04 the same at a fixed address), a length byte (32-bit words, 1..25
 big-endian word address, then for a write the words (big-endian); a read answers with the
 words (big-endian). Python does not wake on every clock edge while the engine runs: when no
 command is pending, the simulation advances by stretches of Timer.
+
+Frames (when $BPFPGA_XDP_FRAMEFILE is set): a second listening socket, its port written into
+that file, takes one client that exchanges Ethernet frames with the engine's port streams,
+each as a 3-byte header (port u8, length u16 big-endian) and the frame: frames from the client
+are driven into ``rx<port>`` beat by beat, frames the engine sends on ``tx<port>`` go to the
+client. While a frame client is connected the bench holds ``tx<port>.ready`` low except while
+it takes a frame (an idle stretch of Timer delays a frame by at most 256 cycles); without one,
+``ready`` stays high and what the ports send is dropped.
 """
 from __future__ import annotations
 
 import os
 import select
 import socket
+import struct
+from collections import deque
 
 import cocotb
 from cocotb.clock import Clock
@@ -58,15 +68,73 @@ class WishboneMaster:
         return r
 
 
+class Ports:
+    """The engine's rx<p> / tx<p> streams, driven and taken at falling edges (the engine
+    changes on rising ones): a beat is transferred at the rising edge after a falling edge at
+    which valid and ready are both high."""
+
+    def __init__(self, dut):
+        self.clk = dut.clk
+        self.rx, self.tx = [], []
+        for p in range(8):
+            if getattr(dut, f"rx{p}__valid", None) is None:
+                break
+            self.rx.append({f: getattr(dut, f"rx{p}__{f}") for f in
+                            ("valid", "ready", "payload")})
+            self.tx.append({f: getattr(dut, f"tx{p}__{f}") for f in
+                            ("valid", "ready", "payload")})
+        for r in self.rx:
+            r["valid"].value = 0
+        self.hold(False)
+
+    def hold(self, on: bool) -> None:
+        for t in self.tx:
+            t["ready"].value = 0 if on else 1
+
+    async def send(self, port: int, frame: bytes) -> None:
+        rx = self.rx[port]
+        nb = max(1, (len(frame) + 7) // 8)
+        await FallingEdge(self.clk)
+        for i in range(nb):
+            chunk = frame[8 * i:8 * i + 8]
+            last = i == nb - 1
+            keep = (1 << len(chunk)) - 1 if last else 0xFF
+            # payload layout (hdl/xdp.py PAYLOAD): data[0:64] keep[64:72] first[72] last[73]
+            rx["payload"].value = int.from_bytes(chunk.ljust(8, b"\0"), "little") | \
+                keep << 64 | int(i == 0) << 72 | int(last) << 73
+            rx["valid"].value = 1
+            while True:
+                taken = int(rx["ready"].value)      # depends on the input's state only
+                await FallingEdge(self.clk)
+                if taken:
+                    break
+        rx["valid"].value = 0
+
+    async def take(self, port: int) -> bytes | None:
+        """The frame tx<port> offers, or None."""
+        tx = self.tx[port]
+        if not int(tx["valid"].value):
+            return None
+        await FallingEdge(self.clk)
+        out = bytearray()
+        tx["ready"].value = 1
+        while True:
+            v = int(tx["valid"].value)
+            pl = int(tx["payload"].value)
+            await FallingEdge(self.clk)
+            if v:
+                keep = (pl >> 64) & 0xFF
+                out += (pl & ((1 << 64) - 1)).to_bytes(8, "little")[:bin(keep).count("1")]
+                if (pl >> 73) & 1:
+                    break
+        tx["ready"].value = 0
+        return bytes(out)
+
+
 @cocotb.test()
 async def serve(dut):
     Clock(dut.clk, PERIOD_NS, unit="ns").start()
-    for p in range(8):
-        rx = getattr(dut, f"rx{p}__valid", None)
-        if rx is None:
-            break
-        rx.value = 0
-        getattr(dut, f"tx{p}__ready").value = 1
+    ports = Ports(dut)
     wbm = WishboneMaster(dut)
     dut.rst.value = 1
     await FallingEdge(dut.clk)
@@ -78,6 +146,16 @@ async def serve(dut):
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", int(os.environ.get("BPFPGA_XDP_PORT", "0"))))
     srv.listen(1)
+    fsrv = fconn = None
+    ff = os.environ.get("BPFPGA_XDP_FRAMEFILE")
+    if ff:
+        fsrv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        fsrv.bind(("127.0.0.1", 0))
+        fsrv.listen(1)
+        fsrv.setblocking(False)
+        with open(ff + ".tmp", "w") as f:
+            f.write(str(fsrv.getsockname()[1]))
+        os.replace(ff + ".tmp", ff)
     pf = os.environ.get("BPFPGA_XDP_PORTFILE")
     if pf:
         with open(pf + ".tmp", "w") as f:
@@ -88,11 +166,36 @@ async def serve(dut):
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     conn.setblocking(False)
     buf = bytearray()
+    fbuf = bytearray()
+    rxq: deque = deque()
     idle = 0
     while True:
         wait = 0 if idle < 64 else 0.002
-        r, _, _ = select.select([conn], [], [], wait)
-        if r:
+        socks = [conn] + ([fconn] if fconn else [fsrv] if fsrv else [])
+        r, _, _ = select.select(socks, [], [], wait)
+        if fsrv is not None and fsrv in r:
+            fconn, _ = fsrv.accept()
+            fconn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            fconn.setblocking(False)
+            ports.hold(True)
+        elif fconn is not None and fconn in r:
+            try:
+                data = fconn.recv(1 << 16)
+            except BlockingIOError:
+                data = b"-"
+            if not data:
+                fconn.close()
+                fconn = None
+                ports.hold(False)
+            elif data != b"-":
+                fbuf += data
+                while len(fbuf) >= 3:
+                    p, n = struct.unpack_from(">BH", fbuf)
+                    if len(fbuf) < 3 + n:
+                        break
+                    rxq.append((p, bytes(fbuf[3:3 + n])))
+                    del fbuf[:3 + n]
+        if conn in r:
             try:
                 data = conn.recv(1 << 16)
             except BlockingIOError:
@@ -102,6 +205,19 @@ async def serve(dut):
                     break
             buf += data
         did = False
+        if fconn is not None:
+            while rxq:
+                p, frame = rxq.popleft()
+                if p < len(ports.rx):
+                    await ports.send(p, frame)
+                did = True
+            for p in range(len(ports.tx)):
+                frame = await ports.take(p)
+                if frame is not None:
+                    fconn.setblocking(True)
+                    fconn.sendall(struct.pack(">BH", p, len(frame)) + frame)
+                    fconn.setblocking(False)
+                    did = True
         out = bytearray()
         while len(buf) >= 6:
             cmd, n = buf[0], buf[1]
@@ -133,3 +249,6 @@ async def serve(dut):
             await Timer(256 * PERIOD_NS, unit="ns")
     conn.close()
     srv.close()
+    for sk in (fconn, fsrv):
+        if sk is not None:
+            sk.close()

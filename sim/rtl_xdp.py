@@ -137,11 +137,28 @@ class XdpRtl(Target):
         return m
 
     def _paused(self, fn):
+        if getattr(self, "_batch", 0):
+            return fn()
         self.dev.pause()
         try:
             return fn()
         finally:
             self.dev.resume()
+
+    def batch(self):
+        """Many map operations under one pause of the engine (host/targets.py apply_maps)."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def held():
+            self.dev.pause()
+            self._batch = getattr(self, "_batch", 0) + 1
+            try:
+                yield
+            finally:
+                self._batch -= 1
+                self.dev.resume()
+        return held()
 
     def set_prog_slot(self, name: str, idx: int, prog: str) -> None:
         if prog not in self.prog_no:

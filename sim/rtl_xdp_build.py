@@ -69,9 +69,10 @@ r.test(test_module="bpfpga.sim.cocotb_xdp", hdl_toplevel=sys.argv[1], hdl_toplev
 
 
 class Simulation:
-    """A running simulation of the engine serving its control port on 127.0.0.1:port."""
+    """A running simulation of the engine serving its control port on 127.0.0.1:port; with
+    ``frames``, also its port streams (``frame_port``, protocol in sim/cocotb_xdp.py)."""
 
-    def __init__(self, port: int = 0, log=None):
+    def __init__(self, port: int = 0, log=None, frames: bool = False):
         bdir = build()
         runs = BUILD / "rtl" / "runs"
         runs.mkdir(parents=True, exist_ok=True)
@@ -81,6 +82,9 @@ class Simulation:
         env.update(_rtl._verilator_env())
         env.update({"BPFPGA_XDP_PORT": str(port), "BPFPGA_XDP_PORTFILE": str(pf),
                     "COCOTB_LOG_LEVEL": "WARNING"})
+        ff = self.dir / "frameport"
+        if frames:
+            env["BPFPGA_XDP_FRAMEFILE"] = str(ff)
         self.proc = subprocess.Popen([sys.executable, "-c", _RUNNER, TOPLEVEL, str(bdir),
                                       str(self.dir)], env=env, stdout=subprocess.DEVNULL,
                                      stderr=open(self.dir / "runner.log", "w"))
@@ -93,6 +97,7 @@ class Simulation:
                 raise TargetError("the XDP simulation did not start in 120 s")
             time.sleep(0.05)
         self.port = int(pf.read_text())
+        self.frame_port = int(ff.read_text()) if frames else None
         self.url = f"socket://127.0.0.1:{self.port}"
 
     def close(self):

@@ -9,7 +9,15 @@ on the simulation under one lock. Accesses outside the engine's regions read as 
 ignored when written, as on a SoC bus with a timeout; the Verilator bench would otherwise wait
 for an acknowledge that never comes.
 
-Packets: the simulated engine's port streams are not driven by the bench, so the board replays
+TAP mode (``taps={port: name}``): the board creates a Linux TAP device per attached port
+(/dev/net/tun, TUNSETIFF with IFF_TAP | IFF_NO_PI) and exchanges frames with the engine's real
+port streams through the bench's frame socket (sim/cocotb_xdp.py): every frame the kernel sends
+on the TAP enters ``rx<port>``, every frame the engine sends on ``tx<port>`` (XDP_TX of a frame
+from that port, XDP_REDIRECT to ifindex port + 1) is written to the TAP. XDP_PASS frames go to
+the output ring as always. The TAP exists while the board runs; it may be moved into another
+network namespace (its file descriptor keeps working).
+
+Packets from a pcap: the board replays
 ``--port0-pcap`` through the inject ring with in_port 0 (ingress ifindex 1), pacing it to
 ``inflight`` frames at a time (default 1, at most one per core: the engine drops a frame that
 finds every buffer busy), and with
@@ -20,8 +28,10 @@ port) -- rewritten as records arrive.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import select
 import socket
 import struct
 import threading
@@ -32,6 +42,38 @@ from bpfpga.errors import TargetError
 from bpfpga.hdl import control as C
 
 IDLE_RESET = 0.1          # LiteX UARTBone's parser timeout
+TUNSETIFF = 0x400454CA
+IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
+
+
+def open_tap(name: str) -> int:
+    """Create (or attach to) the TAP device `name`; returns its file descriptor. Errors are
+    one line naming the device and what is missing."""
+    import fcntl
+    if not name or len(name.encode()) > 15 or any(c in name for c in "/ \t\n:"):
+        raise TargetError(f"--tap {name!r}: not an interface name (1 to 15 characters, no "
+                          f"'/', ':' or spaces)")
+    try:
+        fd = os.open("/dev/net/tun", os.O_RDWR)
+    except FileNotFoundError:
+        raise TargetError(f"--tap {name}: /dev/net/tun does not exist (no TUN/TAP support "
+                          f"in this kernel or container)") from None
+    except PermissionError:
+        raise TargetError(f"--tap {name}: cannot open /dev/net/tun (permission denied); TAP "
+                          f"devices need root or CAP_NET_ADMIN") from None
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), IFF_TAP | IFF_NO_PI))
+    except OSError as e:
+        os.close(fd)
+        if e.errno == errno.EPERM:
+            raise TargetError(f"--tap {name}: creating a TAP device needs root or "
+                              f"CAP_NET_ADMIN (TUNSETIFF: operation not permitted)") from None
+        if e.errno == errno.EBUSY:
+            raise TargetError(f"--tap {name}: the device is in use by another "
+                              f"process") from None
+        raise TargetError(f"--tap {name}: cannot create the TAP device ({e.strerror})") \
+            from None
+    return fd
 
 
 class _Locked:
@@ -49,6 +91,9 @@ class _Locked:
         with self.b.lock:
             self.b.link.write(addr, words)
 
+    def atomic(self):
+        return self.b.lock          # a window and its write, with no other client between
+
     def close(self):
         pass
 
@@ -56,11 +101,27 @@ class _Locked:
 class SimBoard:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, pcap0: str | None = None,
                  capture: str | None = None, replay_on: str = "load", log=print,
-                 inflight: int = 1):
+                 inflight: int = 1, taps: dict[int, str] | None = None):
         from bpfpga.host.device import Device
         from bpfpga.host.transport import UartBridge
         from bpfpga.sim.rtl_xdp_build import Simulation
         self.log = log
+        self.sim = None
+        self.taps: dict[int, int] = {}           # port -> TAP file descriptor
+        self.tap_names = dict(taps or {})
+        self.tap_in = {p: 0 for p in self.tap_names}     # frames read from each TAP
+        self.tap_out = {p: 0 for p in self.tap_names}    # frames written to each TAP
+        self.tx_frames: dict[int, list[bytes]] = {}      # frames the ports sent (capture)
+        self.fsock = None
+        self.flock = threading.Lock()
+        for p, name in sorted(self.tap_names.items()):
+            if p < 0:
+                raise TargetError(f"--tap {p}={name}: no port {p}")
+            try:
+                self.taps[p] = open_tap(name)
+            except BaseException:
+                self._close_taps()
+                raise
         self.frames = []
         if pcap0:
             from bpfpga.sim import pcap
@@ -71,11 +132,17 @@ class SimBoard:
         self.replay_go = threading.Event()
         self.stop = threading.Event()
         self.lock = threading.RLock()
-        self.sim = Simulation()
         try:
+            self.sim = Simulation(frames=bool(self.taps))
             self.link = UartBridge(self.sim.url, timeout=60.0, retries=1)
             self.dev = Device(transport=_Locked(self))
             d = self.dev
+            for p, name in self.tap_names.items():
+                if p >= d.ports:
+                    raise TargetError(f"--tap {p}={name}: the engine has ports 0..{d.ports - 1}")
+            if self.taps:
+                self.fsock = socket.create_connection(("127.0.0.1", self.sim.frame_port))
+                self.fsock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             # every register slot: the engine answers 0 for the ones it does not define
             self.ranges = [(C.REGS, 64), (C.COUNTERS, C.N_COUNTERS),
                            (C.MAPDESC, 8 * d.max_maps), (C.PM_STAGE, 2 * d.pm_depth),
@@ -84,7 +151,9 @@ class SimBoard:
                            (C.MAPMEM, d.map_bytes // 4)]
             if self.capture:
                 self.capture.mkdir(parents=True, exist_ok=True)
-                d.control(capture=True)
+                # with TAPs the ports' frames must reach the ports: no CAPTURE mode, the ring
+                # holds the XDP_PASS frames only
+                d.control(capture=not self.taps)
             self.commits0 = d.reg(C.R_COMMITS)
             self.srv = socket.socket()
             self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -97,6 +166,7 @@ class SimBoard:
             raise
         self.records: list[dict] = []
         self.replayed = 0
+        self.capture_dirty = False
 
     @property
     def url(self) -> str:
@@ -110,6 +180,17 @@ class SimBoard:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.settimeout(IDLE_RESET)
         buf = bytearray()
+        # A client's write-window opening (a write of R_WIN_CHECK) and its next command run
+        # with no other client's command between them, as on a board's single bridge: the
+        # lock stays held until that command (or the bridge's idle reset).
+        held = False
+
+        def release():
+            nonlocal held
+            if held:
+                held = False
+                self.lock.release()
+        win_check = C.REGS + C.R_WIN_CHECK
         try:
             while not self.stop.is_set():
                 try:
@@ -119,6 +200,7 @@ class SimBoard:
                     buf += data
                 except socket.timeout:
                     buf.clear()           # the bridge's idle reset: drop a partial command
+                    release()
                     continue
                 while len(buf) >= 6:
                     cmd, n = buf[0], buf[1]
@@ -129,7 +211,10 @@ class SimBoard:
                             break
                         words = struct.unpack_from(f">{n}I", buf, 6)
                         del buf[:6 + 4 * n]
-                        with self.lock:
+                        if not held:
+                            self.lock.acquire()
+                            held = True
+                        try:
                             if incr and n and self._valid(addr) and \
                                     self._valid(addr + n - 1):
                                 self.link.write(addr, list(words))
@@ -138,10 +223,17 @@ class SimBoard:
                                     a = addr + incr * i
                                     if self._valid(a):
                                         self.link.write(a, [w])
+                        finally:
+                            opens = n and addr <= win_check <= addr + incr * (n - 1)
+                            if not opens:
+                                release()
                     elif cmd in (2, 4):
                         del buf[:6]
                         out = []
-                        with self.lock:
+                        if not held:
+                            self.lock.acquire()
+                            held = True
+                        try:
                             if incr and n and self._valid(addr) and self._valid(addr + n - 1):
                                 out = self.link.read(addr, n)
                             else:
@@ -149,12 +241,15 @@ class SimBoard:
                                     a = addr + incr * i
                                     out.append(self.link.read(a, 1)[0] if self._valid(a)
                                                else 0)
+                        finally:
+                            release()
                         conn.sendall(struct.pack(f">{n}I", *out))
                     else:
                         del buf[:1]
         except OSError:
             return
         finally:
+            release()
             conn.close()
 
     def _accept_loop(self) -> None:
@@ -166,6 +261,66 @@ class SimBoard:
             except OSError:
                 return
             threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    # ------------------------------------------------------------------ TAP devices
+    def _tap_reader(self, port: int, fd: int) -> None:
+        """Frames the kernel sends on the TAP -> the engine's rx<port>."""
+        while not self.stop.is_set():
+            try:
+                r, _, _ = select.select([fd], [], [], 0.2)
+                if not r:
+                    continue
+                frame = os.read(fd, 65535)
+            except OSError:
+                return
+            if not frame:
+                continue
+            with self.flock:
+                try:
+                    self.fsock.sendall(struct.pack(">BH", port, len(frame)) + frame)
+                except OSError:
+                    return
+            self.tap_in[port] += 1
+
+    def _port_writer(self) -> None:
+        """Frames the engine sends on tx<port> -> that port's TAP (and the capture)."""
+        buf = bytearray()
+        self.fsock.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                data = self.fsock.recv(1 << 16)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            buf += data
+            while len(buf) >= 3:
+                p, n = struct.unpack_from(">BH", buf)
+                if len(buf) < 3 + n:
+                    break
+                frame = bytes(buf[3:3 + n])
+                del buf[:3 + n]
+                fd = self.taps.get(p)
+                if fd is not None:
+                    try:
+                        os.write(fd, frame)
+                        self.tap_out[p] += 1
+                    except OSError:
+                        pass              # the TAP is down: the frame is lost, as on a wire
+                if self.capture:
+                    with self.lock:
+                        self.tx_frames.setdefault(p, []).append(frame)
+                        self.capture_dirty = True
+
+    def _close_taps(self) -> None:
+        for fd in self.taps.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.taps = {}
 
     # ------------------------------------------------------------------ packets
     def _done(self) -> int:
@@ -237,6 +392,9 @@ class SimBoard:
             lines.append(json.dumps({"seq": r["seq"], "verdict": v, "trap": r["trap"],
                                      "in_port": r["in_port"], "out": where,
                                      "len": r["len"]}))
+        for p, frames in self.tx_frames.items():
+            ports.setdefault(f"port{p}", []).extend(frames)
+        self.capture_dirty = False
         for name, frames in ports.items():
             tmp = self.capture / f".{name}.pcap"
             pcap.write(tmp, frames)
@@ -248,6 +406,10 @@ class SimBoard:
     # ------------------------------------------------------------------ main loop
     def serve(self) -> None:
         threading.Thread(target=self._accept_loop, daemon=True).start()
+        for p, fd in self.taps.items():
+            threading.Thread(target=self._tap_reader, args=(p, fd), daemon=True).start()
+        if self.fsock is not None:
+            threading.Thread(target=self._port_writer, daemon=True).start()
         if self.capture:
             self._write_capture()
         while not self.stop.is_set():
@@ -256,13 +418,23 @@ class SimBoard:
                 continue
             if self.capture:
                 self._drain()
+                if self.capture_dirty:
+                    with self.lock:
+                        self._write_capture()
             self.stop.wait(0.05)
+        for p, name in self.tap_names.items():
+            self.log(f"tap {name} (port {p}): {self.tap_in[p]} frame(s) in, "
+                     f"{self.tap_out[p]} out")
 
     def close(self) -> None:
         self.stop.set()
         srv = getattr(self, "srv", None)
         if srv is not None:
             srv.close()
+        if self.fsock is not None:
+            self.fsock.close()
+            self.fsock = None
+        self._close_taps()
         link = getattr(self, "link", None)
         if link is not None:
             with self.lock:

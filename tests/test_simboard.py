@@ -188,9 +188,9 @@ def _faulty_device(url, drop, corrupt, seed):
     from bpfpga.host.device import Device
     from bpfpga.host.transport import FaultyPort, UartBridge
     raw = serial.serial_for_url(url, timeout=0.5)
-    # faults on the answers only: a fault on the way out can turn a write's address into a
-    # control register (see docs/simboard.md), which the protocol cannot detect
-    fp = FaultyPort(raw, drop=drop, corrupt=corrupt, seed=seed, tx=False)
+    # faults both ways: on the commands (the engine's write window and keyed commit refuse a
+    # garbled write) and on the answers (reads until two agree)
+    fp = FaultyPort(raw, drop=drop, corrupt=corrupt, seed=seed)
     dev = Device(transport=UartBridge(url, timeout=0.5, retries=8, port=fp), timeout=10)
     return dev, fp
 
@@ -199,14 +199,30 @@ def _expected_dump(md, given):
     return {k.hex(): v.hex() for k, v in given}
 
 
+def _check_maps(clean, ld, entries):
+    clean.pause()
+    try:
+        for name, lst in entries.items():
+            dump = {bytes(k).hex(): bytes(v).hex() for k, v in ld.map(name).dump()}
+            want = {k.hex(): v.hex() for k, v in lst}
+            if ld.map(name).is_hash:
+                assert dump == want, name
+            else:
+                assert {k: dump[k] for k in want} == want, name
+                assert all(int(v, 16) == 0 for k, v in dump.items() if k not in want), name
+    finally:
+        clean.resume()
+
+
 def test_faulty_link_never_commits_corruption(tmp_path):
-    """Program and map loads over a link that loses and flips bytes either fail with a clear
-    error or leave exactly the program and entries asked for (checked over a clean link)."""
+    """Program and map loads over a link that loses and flips bytes in both directions either
+    fail with a clear error or leave exactly the program and entries asked for (checked over
+    a clean link); the engine's write guard refuses what the faults garble; a failed load
+    leaves the program that ran before it."""
     import zlib
 
     from bpfpga.hdl import control as C
-    from bpfpga.host.device import Device, install, open_loaded
-    o = load_object(str(LB / "lb.o"))
+    from bpfpga.host.device import Device, Loaded, install, open_loaded
     raw = json.loads((LB / "maps.json").read_text())
     sub = {n: raw[n] for n in ("lb_config", "vip_map", "backends")}
     (tmp_path / "sub.json").write_text(json.dumps(sub))
@@ -214,10 +230,20 @@ def test_faulty_link_never_commits_corruption(tmp_path):
     board = Board(tmp_path)
     outcomes = []
     try:
+        clean = Device(board.url, timeout=10)
+        # a different program first, so that "the old program" is a known one
+        old = install(clean, load_object(str(ROOT / "examples" / "pass" / "pass.o")))
+        lb = Loaded(clean, load_object(str(LB / "lb.o")))        # what a load must commit
+        slots = {zlib.crc32(old.code) & 0xFFFFFFFF: len(old.code) // 8,
+                 zlib.crc32(lb.code) & 0xFFFFFFFF: len(lb.code) // 8}
+        lb_crc = zlib.crc32(lb.code) & 0xFFFFFFFF
+        refused0 = clean.guard()[1:]
+        clean.close()
         for seed, drop, corrupt in ((1, 0.0, 0.001), (2, 0.0005, 0.0), (3, 0.0005, 0.001),
                                     (4, 0.05, 0.05)):
             clean = Device(board.url, timeout=10)
-            commits0 = clean.reg(C.R_COMMITS)
+            before = clean.reg(C.R_PROG_CRC)
+            assert before in slots
             dev = fp = None
             try:
                 dev, fp = _faulty_device(board.url, drop, corrupt, seed)
@@ -234,30 +260,28 @@ def test_faulty_link_never_commits_corruption(tmp_path):
             outcomes.append((seed, ok, fp.dropped + fp.corrupted if fp else 0,
                              None if ok else msg))
             print(outcomes[-1])
+            now = clean.reg(C.R_PROG_CRC)
+            # the engine runs the old program or exactly lb's image, never anything else
+            assert now in slots, hex(now)
+            assert clean.reg(C.R_PROG_LEN) == slots[now]
             if ok:
                 ld, meta = open_loaded(clean)
-                n = len(ld.code) // 8
-                assert clean.reg(C.R_PROG_LEN) == n
-                assert clean.staged_crc(n) == zlib.crc32(ld.code) & 0xFFFFFFFF
-                clean.pause()
-                try:
-                    for name, lst in entries.items():
-                        dump = {bytes(k).hex(): bytes(v).hex() for k, v in ld.map(name).dump()}
-                        want = {k.hex(): v.hex() for k, v in lst}
-                        if ld.map(name).is_hash:
-                            assert dump == want, name
-                        else:
-                            assert {k: dump[k] for k in want} == want, name
-                            assert all(int(v, 16) == 0 for k, v in dump.items()
-                                       if k not in want), name
-                finally:
-                    clean.resume()
-            else:
-                # a load that failed before its commit leaves the committed program alone
-                assert clean.reg(C.R_COMMITS) == commits0
+                assert now == lb_crc and ld.code == lb.code
+                assert clean.staged_crc(len(lb.code) // 8) == lb_crc
+                _check_maps(clean, ld, entries)
+            elif now != before:
+                # committed, then failed after its commit (the load record): the maps were
+                # verified before the commit
+                assert now == lb_crc
+                _check_maps(clean, lb, entries)
             clean.close()
+        clean = Device(board.url, timeout=10)
+        refused = [(a - b) & 0xFF for a, b in zip(clean.guard()[1:], refused0)]
+        clean.close()
     finally:
         board.close()
+    print(outcomes, "refused writes, commits:", refused)
     assert any(ok for _, ok, _, _ in outcomes), outcomes
     assert sum(f for _, _, f, _ in outcomes) > 0, outcomes
-    print(outcomes)
+    # faults on the commands reached the engine and its guard refused garbled writes
+    assert refused[0] > 0, refused

@@ -14,6 +14,10 @@
  *  4. Encapsulate towards the backend: IPv4 in IPv4 (IPIP, header checksum
  *     through bpf_csum_diff), IPv4 in IPv6, or IPv6 in IPv6, with the
  *     gateway's MAC as the new destination, and send it back out (XDP_TX).
+ *     A backend flagged BACKEND_F_L2 sits on the balancer's own L2 segment
+ *     with the VIP on its loopback (direct routing, as IPVS's DR mode): the
+ *     frame goes out unchanged but for its destination MAC, the backend's.
+ *     Either way the backend answers the client directly (DSR).
  *
  * conn_table values hold last_seen_ns from bpf_ktime_get_ns(): the only
  * field in this program that depends on time; nothing else reaches a map or
@@ -41,6 +45,7 @@
 
 /* backend.flags */
 #define BACKEND_F_IPV6      (1U << 0)
+#define BACKEND_F_L2        (1U << 1)  /* direct routing: MAC in addr bytes 4..9 */
 
 enum {
 	LB_RX = 0,            /* every frame */
@@ -54,6 +59,7 @@ enum {
 	LB_CONN_HIT,
 	LB_CONN_MISS,
 	LB_DROP_ADJUST,       /* bpf_xdp_adjust_head failed */
+	LB_TX_L2,             /* direct routing: new destination MAC only */
 	LB_VIP_BASE = 16,     /* + vip_num: per-VIP packets/bytes */
 	LB_STAT_MAX = LB_VIP_BASE + MAX_VIPS,
 };
@@ -71,7 +77,7 @@ struct vip_meta {
 };
 
 struct backend {
-	__be32 addr[4];       /* IPv4 in addr[0] */
+	__be32 addr[4];       /* IPv4 in addr[0]; BACKEND_F_L2: its MAC in bytes 4..9 */
 	__u32 flags;
 };
 
@@ -316,6 +322,12 @@ int xdp_lb(struct xdp_md *ctx)
 	be = bpf_map_lookup_elem(&backends, &idx);
 	if (!be || !(be->addr[0] | be->addr[1] | be->addr[2] | be->addr[3]))
 		return finish(LB_DROP_NO_BACKEND, len, XDP_DROP);
+	if (be->flags & BACKEND_F_L2) {
+		/* direct routing: the backend takes the frame as it came, VIP and all */
+		__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
+		__builtin_memcpy(eth->h_dest, (__u8 *)be->addr + 4, ETH_ALEN);
+		return finish(LB_TX_L2, len, XDP_TX);
+	}
 	/* an IPv6 client cannot be tunnelled to an IPv4 backend */
 	if (fk.family == 6 && !(be->flags & BACKEND_F_IPV6))
 		return finish(LB_DROP_NO_BACKEND, len, XDP_DROP);
