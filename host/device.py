@@ -184,10 +184,7 @@ class Device:
     def staged_crc(self, n: int) -> int:
         """The hardware's CRC-32 of staging slots [0, n)."""
         self.write_checked(C.REGS + C.R_CHECK, [n])
-        t0 = time.time()
-        while self.reg(C.R_STATUS) & 4:
-            if time.time() - t0 > self.timeout:
-                raise TargetError(f"{self.url}: the program check did not finish")
+        self._wait_idle(4, n, "the program check")
         return self.reg(C.R_CRC)
 
     def stage_program(self, code: bytes, retries: int = 8, chunk: int = 64) -> int:
@@ -232,10 +229,8 @@ class Device:
             before = _stable(lambda: self.reg(C.R_COMMITS), url=self.url)
             self.write_checked(C.REGS + C.R_COMMIT_KEY, [want])
             self.set_reg(C.R_COMMIT, n)
-            t0 = time.time()
-            while _stable(lambda: self.reg(C.R_STATUS), url=self.url) & 2:
-                if time.time() - t0 > self.timeout:
-                    raise TargetError(f"{self.url}: program commit did not finish")
+            self._wait_idle(2, 2 * n + _stable(lambda: self.reg(C.R_BUDGET), url=self.url),
+                            "the program commit")
             if _stable(lambda: self.reg(C.R_COMMITS), url=self.url) != before and \
                     _stable(lambda: self.reg(C.R_PROG_CRC), url=self.url) == want:
                 return
@@ -245,10 +240,20 @@ class Device:
     def clear_map_memory(self, n: int) -> None:
         """Zero map memory bytes [0, n) in hardware (8 bytes an access)."""
         self.write_checked(C.REGS + C.R_MAPCLR, [(n + 7) & ~7])
+        self._wait_idle(8, n // 8, "clearing map memory")
+
+    def _wait_idle(self, bit: int, cycles: int, what: str) -> None:
+        """Wait until STATUS `bit` clears: the work takes about `cycles` engine cycles, so the
+        limit is counted on the engine's clock (KTIME), whatever the speed of a simulation;
+        and, in case the clock stops, 20 times the answer timeout."""
         t0 = time.time()
-        while self.reg(C.R_STATUS) & 8:
-            if time.time() - t0 > self.timeout:
-                raise TargetError(f"{self.url}: clearing map memory did not finish")
+        k0 = self.reg(C.R_KTIME_LO)
+        limit = (2 * cycles + 100_000) * self.ns_per_cycle
+        over = 0                         # two polls in a row: a garbled read is not enough
+        while self.reg(C.R_STATUS) & bit:
+            over = over + 1 if (self.reg(C.R_KTIME_LO) - k0) & 0xFFFFFFFF > limit else 0
+            if over >= 2 or time.time() - t0 > 20 * self.timeout:
+                raise TargetError(f"{self.url}: {what} did not finish")
 
     def set_descriptors(self, descs: list[list[int]], map_len: int) -> None:
         if len(descs) > self.max_maps:

@@ -17,7 +17,10 @@ each as a 3-byte header (port u8, length u16 big-endian) and the frame: frames f
 are driven into ``rx<port>`` beat by beat, frames the engine sends on ``tx<port>`` go to the
 client. While a frame client is connected the bench holds ``tx<port>.ready`` low except while
 it takes a frame (an idle stretch of Timer delays a frame by at most 256 cycles); without one,
-``ready`` stays high and what the ports send is dropped.
+``ready`` stays high and what the ports send is dropped. A frame from the client enters
+``rx<port>`` only when a packet buffer is free (STATUS bits 8..), as a MAC's receive FIFO
+would hold it, for at most RX_WAIT cycles (then it goes in and the engine may drop it,
+counted as no_buffer); bridge commands go on while it waits.
 """
 from __future__ import annotations
 
@@ -30,8 +33,11 @@ from collections import deque
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, Timer
+from cocotb.utils import get_sim_time
 
 PERIOD_NS = 10
+STATUS, INFO = 9, 2          # hdl/control.py R_STATUS (bits 8..: lanes holding a frame), R_INFO
+RX_WAIT = 200_000            # cycles a frame from the frame socket waits for a free buffer
 
 
 class WishboneMaster:
@@ -146,6 +152,8 @@ async def serve(dut):
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", int(os.environ.get("BPFPGA_XDP_PORT", "0"))))
     srv.listen(1)
+    lane_mask = (1 << (await wbm.access(INFO, False) & 0xFF)) - 1      # one lane a core
+    head_since = None
     fsrv = fconn = None
     ff = os.environ.get("BPFPGA_XDP_FRAMEFILE")
     if ff:
@@ -206,18 +214,30 @@ async def serve(dut):
             buf += data
         did = False
         if fconn is not None:
+            async def drain_tx():
+                for p in range(len(ports.tx)):
+                    frame = await ports.take(p)
+                    if frame is not None:
+                        fconn.setblocking(True)
+                        fconn.sendall(struct.pack(">BH", p, len(frame)) + frame)
+                        fconn.setblocking(False)
+            await drain_tx()
             while rxq:
+                # a frame waits here (as in a MAC's receive FIFO) until a packet buffer is
+                # free, for at most RX_WAIT cycles; then it goes in and may be dropped. Bridge
+                # commands go on meanwhile.
+                now = get_sim_time("ns")
+                if head_since is None:
+                    head_since = now
+                lanes = (await wbm.access(STATUS, False) >> 8) & lane_mask
+                if lanes == lane_mask and now - head_since < RX_WAIT * PERIOD_NS:
+                    break
+                head_since = None
                 p, frame = rxq.popleft()
                 if p < len(ports.rx):
                     await ports.send(p, frame)
+                await drain_tx()
                 did = True
-            for p in range(len(ports.tx)):
-                frame = await ports.take(p)
-                if frame is not None:
-                    fconn.setblocking(True)
-                    fconn.sendall(struct.pack(">BH", p, len(frame)) + frame)
-                    fconn.setblocking(False)
-                    did = True
         out = bytearray()
         while len(buf) >= 6:
             cmd, n = buf[0], buf[1]
