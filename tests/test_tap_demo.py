@@ -82,10 +82,10 @@ def test_tap_demo_balances_real_tcp(tmp_path):
     assert st["tx"]["port0"] == tx
     assert _lb_stat(res["lb_stats"], LB_TX_L2) == tx
     assert _lb_stat(res["lb_stats"], LB_CONN_MISS) == N
-    # every frame port 0 took got a verdict (but for at most one per core still in flight);
-    # the bench paces frames to free packet buffers, so none was dropped for want of one
-    assert st["dropped"]["no_buffer"] == 0, st
-    assert 0 <= st["rx"]["port0"] - sum(st["verdicts"].values()) <= 2, st
+    # every frame port 0 took got a verdict (but for at most one per core still in flight,
+    # and frames that waited too long for a buffer while a `map update` paused the engine)
+    assert 0 <= st["rx"]["port0"] - sum(st["verdicts"].values()) - \
+        st["dropped"]["no_buffer"] <= 2, st
     assert st["rx"]["inject"] == 0
     # the board's own count of what it read from and wrote to the TAP (printed when it
     # stops, after the stats were read: it may have seen a few frames more)
