@@ -40,14 +40,26 @@ class EngineError(BpfpgaError):
     pass
 
 
-def engine_component(cores: int, ports: int, **kwargs):
+ENGINE_KINDS = ("xdp", "standin", "loopback")
+
+
+def engine_component(cores: int, ports: int, kind: str | None = None, **kwargs):
     """The engine for a board: the real one (issue 5) when its top exists, else the stand-in.
 
-    Returns (component, kind) where kind is "xdp" or "standin". The real engine's top is
+    ``kind`` (default: $BPFPGA_ENGINE, else "xdp") picks another: "standin" (the CPU-only
+    stand-in below) or "loopback" (gateware/loopback.py: frames go back out of their port;
+    for bring-up and for measuring the SoC alone).
+    Returns (component, kind) where kind is "xdp", "standin" or "loopback". The real engine's top is
     looked up as the first of ``bpfpga.hdl.xdp.{XDPEngine, Engine, XDP}`` that exists; it is
     built with ``cores`` and ``ports`` when its constructor takes them (or a config object
     from ``bpfpga.hdl.config`` with those fields).
     """
+    kind = kind or os.environ.get("BPFPGA_ENGINE") or "xdp"
+    if kind not in ENGINE_KINDS:
+        raise EngineError(f"unknown engine {kind!r}: one of {', '.join(ENGINE_KINDS)}")
+    if kind == "loopback":
+        from bpfpga.gateware.loopback import LoopbackEngine
+        return LoopbackEngine(ports=max(1, ports)), "loopback"
     try:
         mod = importlib.import_module("bpfpga.hdl.xdp")
     except ImportError:
@@ -58,7 +70,7 @@ def engine_component(cores: int, ports: int, **kwargs):
             top = getattr(mod, name, None)
             if top is not None:
                 break
-    if top is None or os.environ.get("BPFPGA_ENGINE") == "standin":
+    if top is None or kind == "standin":
         # the stand-in has no inject ring: a board without Ethernet gets a host packet port
         from bpfpga.gateware.standin import StandInEngine
         sparams = inspect.signature(StandInEngine).parameters

@@ -103,7 +103,8 @@ def _run(cmd, cwd: Path, log: Path, step: str, progress: Progress | None,
 
 
 def generate(board: Board, out_dir: Path, cores: int | None = None,
-             clock_mhz: float | None = None, engine_kwargs: dict | None = None):
+             clock_mhz: float | None = None, engine_kwargs: dict | None = None,
+             engine: str | None = None):
     """LiteX: the SoC's Verilog, LPF and register map, no toolchain run."""
     from litex.soc.integration.builder import Builder
     from bpfpga.gateware.soc import BpfpgaSoC
@@ -119,7 +120,7 @@ def generate(board: Board, out_dir: Path, cores: int | None = None,
     log.addHandler(handler)
     try:
         soc = BpfpgaSoC(board, cores=cores, clock_mhz=clock_mhz, out_dir=gw,
-                        engine_kwargs=engine_kwargs)
+                        engine_kwargs=engine_kwargs, engine=engine)
         builder = Builder(soc, output_dir=str(out_dir), gateware_dir=str(gw),
                           compile_software=False, compile_gateware=False,
                           csr_csv=str(out_dir / "csr.csv"), csr_json=str(out_dir / "csr.json"))
@@ -158,7 +159,7 @@ def _domain(net: str) -> str:
 def build(board: Board, out_dir: Path, cores: int | None = None,
           clock_mhz: float | None = None, seed: int = 1, allow_timing_fail: bool = False,
           progress: Progress | None = None, engine_kwargs: dict | None = None,
-          abc9: bool = True) -> dict:
+          abc9: bool = True, engine: str | None = None) -> dict:
     out_dir = Path(out_dir).resolve()
     try:
         out_dir.relative_to(ROOT)
@@ -175,7 +176,7 @@ def build(board: Board, out_dir: Path, cores: int | None = None,
     if progress:
         progress("generate", 0.0, "LiteX SoC + engine Verilog")
     t0 = time.time()
-    soc = generate(board, out_dir, cores, clock_mhz, engine_kwargs)
+    soc = generate(board, out_dir, cores, clock_mhz, engine_kwargs, engine)
     times["generate_s"] = round(time.time() - t0, 1)
     if progress:
         progress("generate", 1.0, "done")

@@ -87,7 +87,8 @@ def _request_eth(platform, index: int, taken: set):
 
 class BpfpgaSoC(SoCMini):
     def __init__(self, board: Board, cores: int | None = None, clock_mhz: float | None = None,
-                 out_dir: Path | None = None, engine_kwargs: dict | None = None):
+                 out_dir: Path | None = None, engine_kwargs: dict | None = None,
+                 engine: str | None = None):
         self.board = board
         cores = cores or board.cores
         clock_mhz = clock_mhz or board.engine_clock_mhz
@@ -99,12 +100,12 @@ class BpfpgaSoC(SoCMini):
 
         # engine ------------------------------------------------------------------------
         ekw = {**dict(board.engine), **(engine_kwargs or {})}
-        comp, kind = engine_component(cores=cores, ports=board.ports, **ekw)
+        comp, kind = engine_component(cores=cores, ports=board.ports, kind=engine, **ekw)
         cfg = getattr(comp, "cfg", None)
         self.engine_config = cfg.as_dict() if hasattr(cfg, "as_dict") else ekw
         # a board without Ethernet: the XDP engine takes packets through its own inject and
         # output rings; the stand-in has none and gets the host packet port as port 0
-        n_ports = board.ports or (1 if kind == "standin" else 0)
+        n_ports = board.ports or (1 if kind in ("standin", "loopback") else 0)
         self.engine_kind = kind
         contract = read_contract(comp)
         if contract.ports < n_ports:

@@ -116,7 +116,8 @@ def print_report(r: dict) -> None:
     con.print(u)
 
 
-def run_build(board, out: Path, cores, clock, seed, allow_timing_fail, quiet=False):
+def run_build(board, out: Path, cores, clock, seed, allow_timing_fail, quiet=False,
+              engine=None):
     """The build with a rich progress display; returns the report."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -138,7 +139,7 @@ def run_build(board, out: Path, cores, clock, seed, allow_timing_fail, quiet=Fal
             prog.update(tasks[step], completed=frac, detail=detail)
 
         return flow.build(board, out, cores=cores, clock_mhz=clock, seed=seed,
-                          allow_timing_fail=allow_timing_fail, progress=cb)
+                          allow_timing_fail=allow_timing_fail, progress=cb, engine=engine)
 
 
 def register(group: click.Group) -> None:
@@ -167,13 +168,18 @@ def register(group: click.Group) -> None:
     @click.option("--seed", type=int, default=1, help="nextpnr placement seed.")
     @click.option("--allow-timing-fail", is_flag=True,
                   help="Keep a bitstream that misses the clock (exit 0).")
+    @click.option("--engine", type=click.Choice(["xdp", "standin", "loopback"]), default=None,
+                  help="What goes in the SoC: the XDP engine (default), the CPU-only stand-in, "
+                       "or a loopback (frames back out of their port: board bring-up, and the "
+                       "SoC's own cost).")
     @click.option("-j", "--json", "as_json", is_flag=True, help="Print the report as JSON.")
-    def build_cmd(name, cores, clock, out, seed, allow_timing_fail, as_json):
+    def build_cmd(name, cores, clock, out, seed, allow_timing_fail, engine, as_json):
         """Synthesize, place and route the SoC for a board; write the bitstream and a report."""
         from bpfpga.boards import get_board
         b = get_board(name)
         out_dir = Path(out) if out else default_out(b.name)
-        r = run_build(b, out_dir, cores, clock, seed, allow_timing_fail, quiet=as_json)
+        r = run_build(b, out_dir, cores, clock, seed, allow_timing_fail, quiet=as_json,
+                      engine=engine)
         if as_json:
             click.echo(json.dumps(r, indent=2))
             return
