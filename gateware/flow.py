@@ -145,9 +145,19 @@ def _yosys_cells(stat: str) -> dict:
     return cells
 
 
-def _domain(net: str) -> str:
+def _clock_aliases(top_v: Path) -> dict:
+    """The net LiteX assigns the engine's clock from (``assign sys_clk = crg_clkout;``):
+    nextpnr names the global clock net after its driver, so ``sys`` is found through it."""
+    text = top_v.read_text() if top_v.is_file() else ""
+    return {src: dom for dom, src in
+            re.findall(r"^assign\s+(\w+)_clk\s*=\s*(\w+)\s*;", text, re.M) if dom == "sys"}
+
+
+def _domain(net: str, aliases: dict | None = None) -> str:
     n = net.replace("$glbnet$", "")
     n = re.sub(r"\$TRELLIS_IO_IN$", "", n)
+    if aliases and n in aliases:
+        return aliases[n]
     m = re.match(r"^(.*?)_clk$", n)
     if m:
         return m.group(1)
@@ -225,8 +235,9 @@ tee -q -o stat.txt stat
     times["total_s"] = round(time.time() - t_start, 1)
 
     fmax = {}
+    aliases = _clock_aliases(gw / f"{TOP}.v")
     for net, v in rep.get("fmax", {}).items():
-        dom = _domain(net)
+        dom = _domain(net, aliases)
         fmax[dom] = {"net": net, "achieved_mhz": round(v.get("achieved", 0.0), 2),
                      "constraint_mhz": round(v.get("constraint", 0.0), 2)}
     for dom, mhz in constraints.items():
