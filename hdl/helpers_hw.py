@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from amaranth import *
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from bpfpga import memmap, traps
@@ -100,12 +101,18 @@ class HelperUnit(wiring.Component):
         KW = self.kw
 
         # ------------------------------------------------------------- packet pointers
-        data, data_end, data_meta = self.data, self.data_end, self.data_meta
-        hard_end = memmap.PKT_BASE + cfg.pkt_bytes - TAILROOM
+        # kept as offsets in the packet buffer (PW bits; PKT_BASE is aligned far beyond it)
+        PW = cfg.pkt_bytes.bit_length()
+        assert memmap.PKT_BASE % (1 << PW) == 0
+        data, data_end, data_meta = Signal(PW), Signal(PW), Signal(PW)
+        m.d.comb += [self.data.eq(memmap.PKT_BASE | data),
+                     self.data_end.eq(memmap.PKT_BASE | data_end),
+                     self.data_meta.eq(memmap.PKT_BASE | data_meta)]
+        hard_end = cfg.pkt_bytes - TAILROOM
         tcount = Signal(8)
         m.d.comb += self.tailcalls.eq(tcount)
         with m.If(self.new_packet):
-            start = memmap.PKT_BASE + memmap.PKT_HEADROOM
+            start = memmap.PKT_HEADROOM
             m.d.sync += [data.eq(start), data_meta.eq(start), data_end.eq(start + self.pkt_len),
                          tcount.eq(0), self.redirect.eq(0), self.tail_pending.eq(0)]
         with m.If(self.tail_clear):
@@ -118,7 +125,10 @@ class HelperUnit(wiring.Component):
         # ------------------------------------------------------------- working registers
         op = Signal(32)
         a1, a2, a3, a4, a5 = (Signal(64, name=f"a{i}") for i in range(1, 6))
-        res = Signal(64)
+        # r0: 32 low bits and where the high 32 come from (zero, ones, res_hi, cpu_r0)
+        res = Signal(32)
+        res_hi = Signal(32)
+        res_hk = Signal(2)
         trap = Signal(4)
         ex = Signal()
         mapn = Signal(range(cfg.max_maps))
@@ -134,13 +144,20 @@ class HelperUnit(wiring.Component):
         kbase = d[160:192]
         meta = d[192:224]
         mask = d[224:256]
-        K = Array(Signal(64, name=f"k{i}") for i in range(KW))
+        # the key, one 64-bit word per entry, in LUT RAM (read and written at ki only); its
+        # low 32 bits also in k0 (an array index, an LPM prefix length)
+        kmem = Memory(shape=64, depth=max(2, KW), init=[])
+        m.submodules.kmem = kmem
+        k_rd = kmem.read_port(domain="comb")
+        k_wr = kmem.write_port()
+        k0 = Signal(32)
         ki = Signal(range(KW + 1))
         hacc = Signal(64)
-        s = Signal(32)              # slot
+        SW = max(8, cfg.map_bytes.bit_length())  # a slot index (no map has more slots)
+        s = Signal(SW)              # slot (the hash probe, an array index, the LPM scan)
         probes = Signal(32)
         found = Signal()
-        free = Signal(32)
+        free = Signal(SW)
         free_ok = Signal()
         st = Signal(8)
         cnt = Signal(32)
@@ -151,43 +168,62 @@ class HelperUnit(wiring.Component):
         cp_dst = Signal(32)
         cp_len = Signal(16)
         cp_zero = Signal()
-        lpm_i = Signal(32)
         lpm_p = Signal(32)
         lpm_ok = Signal()
         best_ok = Signal()
         best_p = Signal(32)
-        best_i = Signal(32)
+        best_i = Signal(SW)
         cs_a = Signal(48)
         cs_b = Signal(48)
-        cs_off = Signal(16)
         mm_i = Signal(8)
         cpu_i = Signal(8)
         lock = Signal()
         m.d.comb += bus.lock.eq(lock)
+        m.d.comb += [k_rd.addr.eq(ki), k_wr.addr.eq(ki)]
 
         kwords = (ksz + 7) >> 3
-        idx32 = K[0][0:32]
+        idx32 = k0
         MAPB = memmap.MAP_BASE
 
-        def value_addr(slot, cpu=self.core):
-            return (MAPB + base + slot * stride + cpustride * cpu)[:32]
+        # One address unit for the slot s: its value (of core va_cpu: this core unless a
+        # state says otherwise), its key word ki, its state byte. Every map state addresses
+        # through s, so there is one multiplier-adder of each kind, not one per state.
+        va_cpu = Signal(range(cfg.cores + 1))
+        m.d.comb += va_cpu.eq(self.core)
+        va = Signal(32)
+        ka = Signal(32)
+        sa = Signal(32)
+        m.d.comb += [va.eq((MAPB + base + s * stride + cpustride * va_cpu)[:32]),
+                     ka.eq((MAPB + kbase + s * kstride + (ki << 3))[:32]),
+                     sa.eq((MAPB + meta + 8 + s)[:32])]
 
-        def key_addr(slot, w):
-            return (MAPB + kbase + slot * kstride + (w << 3))[:32]
+        def value_addr(cpu=None):
+            if cpu is not None:
+                m.d.comb += va_cpu.eq(cpu)
+            return va
 
-        def state_addr(slot):
-            return (MAPB + meta + 8 + slot)[:32]
+        # One window check (is [addr, addr + n) readable?), its operands chosen by the state
+        # that asks: a state asks at most once. addr is 32 bits plus `hz` (the upper word is
+        # zero); n < 2**16 wherever it is asked (sizes checked before, or a 16-bit size).
+        wo_a = Signal(32)
+        wo_hz = Signal()
+        wo_n = Signal(16)
+        wo_ok = Signal()
+        wo_end = Signal(29)
+        wo_nib = wo_a[28:32]
+        m.d.comb += [
+            wo_end.eq(wo_a[0:28] + wo_n),
+            wo_ok.eq(wo_hz & (
+                ((wo_nib == memmap.STACK_BASE >> 28) & (wo_end <= memmap.STACK_SIZE))
+                | ((wo_nib == memmap.CTX_BASE >> 28) & (wo_end <= 24))
+                | ((wo_nib == memmap.MAP_BASE >> 28) & (wo_end <= self.map_len))
+                | ((wo_nib == memmap.PKT_BASE >> 28) & (wo_a[0:28] >= data_meta)
+                   & (wo_end <= data_end))))]
 
-        def win_ok(addr, n):
-            off = addr[0:28]
-            nib = addr[28:32]
-            end = off + n
-            a32 = addr[0:32]
-            return (addr[32:64] == 0) & (
-                ((nib == memmap.STACK_BASE >> 28) & (end <= memmap.STACK_SIZE))
-                | ((nib == memmap.CTX_BASE >> 28) & (end <= 24))
-                | ((nib == memmap.MAP_BASE >> 28) & (end <= self.map_len))
-                | ((a32 >= data_meta) & (a32 + n <= data_end)))
+        def win_ok(addr, n, hz=None):
+            m.d.comb += [wo_a.eq(addr[0:32]), wo_n.eq(n),
+                         wo_hz.eq((addr[32:64] == 0) if hz is None else hz)]
+            return wo_ok
 
         def handle_ok(v):
             r = (v - memmap.MAP_HANDLE_BASE)[:32]
@@ -199,8 +235,20 @@ class HelperUnit(wiring.Component):
                          bus.wdata.eq(wdata)]
             return bus.ready
 
-        def finish(value):
-            m.d.sync += res.eq(value)
+        def set_res(value, hi=None):
+            if isinstance(value, int):
+                value &= M64
+                assert value >> 32 in (0, M64 >> 32)
+                m.d.sync += [res.eq(value & 0xFFFF_FFFF), res_hk.eq(1 if value >> 63 else 0)]
+            elif hi is None:
+                m.d.sync += [res.eq(value), res_hk.eq(0)]
+            elif hi is self.cpu_r0:
+                m.d.sync += [res.eq(value), res_hk.eq(3)]
+            else:
+                m.d.sync += [res.eq(value), res_hi.eq(hi), res_hk.eq(2)]
+
+        def finish(value, hi=None):
+            set_res(value, hi)
             m.next = "ACK"
 
         def fault(code):
@@ -208,17 +256,16 @@ class HelperUnit(wiring.Component):
             m.next = "ACK"
 
         # byte mask of key word ki (bytes beyond the key read as zero)
-        def kmask(w):
-            nb = Signal(8)
-            mk = Signal(64)
-            m.d.comb += nb.eq(ksz - (w << 3))
-            with m.If(nb >= 8):
-                m.d.comb += mk.eq(M64)
-            with m.Else():
-                m.d.comb += mk.eq((C_ONE64 << (nb << 3)) - 1)
-            return mk
+        # (ki is the only word index asked for: one mask, eight byte compares)
+        km_nb = Signal(9)
+        km = Signal(64)
+        m.d.comb += [km_nb.eq(ksz - (ki << 3)),
+                     km.eq(Cat(*[Mux(km_nb[3:9] != 0, 0xFF, Mux(km_nb[0:3] > b, 0xFF, 0))
+                                 for b in range(8)]))]
 
-        C_ONE64 = Const(1, 65)
+        def kmask(w):
+            assert w is ki
+            return km
 
         # copy chunk size for cp_len remaining
         chunk = Signal(2)
@@ -232,6 +279,14 @@ class HelperUnit(wiring.Component):
             m.d.comb += chunk.eq(0)
         chunk_n = Signal(4)
         m.d.comb += chunk_n.eq(1 << chunk)
+        # cp_src / cp_dst are also the pointers of the key read (step 8), csum_diff's words
+        # (4) and trace_printk's format and %s bytes (1): one incrementer each, one bus
+        # address source each, for all of them
+        cp_step = Signal(4)
+        m.d.comb += cp_step.eq(chunk_n)
+        cp_src_next = cp_src + cp_step
+        cp_dst_next = cp_dst + cp_step
+        cp_len_next = cp_len - cp_step
 
         # hash of the key words read so far
         hstep_t = Signal(64)
@@ -242,25 +297,20 @@ class HelperUnit(wiring.Component):
         hfin = hdl_hash_final(m, hacc)
 
         # LPM: byte masks of the compared key word from the stored prefix length
+        # (bits covered in lane l: q - 8*l, q = plen + 32 - 64*word, the 4-byte prefix-length
+        # field first; only plen <= lpm_p <= 2008 matters, other entries do not match anyway)
         def lpm_mask(word, plen):
+            q = Signal(signed(14))
+            m.d.comb += q.eq(plen[0:12] + 32 - (word << 6))
+            qh = q[3:14].as_signed()
             lanes = []
             for lane in range(8):
-                b = Signal(16, name=f"lpm_b{lane}")
-                pd = Signal(signed(18), name=f"lpm_pd{lane}")
-                mb = Signal(8, name=f"lpm_m{lane}")
-                m.d.comb += [b.eq((word << 3) + lane), pd.eq(plen - ((b - 4) << 3))]
-                with m.If(b < 4):
-                    m.d.comb += mb.eq(0)
-                with m.Elif(pd >= 8):
-                    m.d.comb += mb.eq(0xFF)
-                with m.Elif(pd <= 0):
-                    m.d.comb += mb.eq(0)
-                with m.Else():
-                    m.d.comb += mb.eq((Const(0xFF00, 16) >> pd[0:4])[0:8])
+                mb = Mux(qh > lane, 0xFF, Mux(qh == lane, (Const(0xFF00, 16) >> q[0:3])[0:8], 0))
+                if lane < 4:
+                    mb = Mux(word == 0, 0, mb)
                 lanes.append(mb)
             return Cat(*lanes)
 
-        neg1 = Signal(64)
         ktime_r = self.ktime
 
         # csum folding
@@ -275,7 +325,6 @@ class HelperUnit(wiring.Component):
 
         # trace_printk: parse the format as the kernel checks it, count the text's length
         tp_kt = Signal(64)           # ktime at the call
-        tp_i = Signal(13)            # next format byte
         tp_ch = Signal(8)
         tp_st = Signal(3)
         tp_n = Signal(2)             # conversions done
@@ -290,10 +339,19 @@ class HelperUnit(wiring.Component):
         tp_nd = Signal(5)            # digits so far
         tp_x = Signal(2)             # characters besides the digits (sign, "0x")
         tp_cnt = Signal(32)          # characters of the conversion (before padding)
-        tp_sp = Signal(64)           # %s: string pointer
+        tp_sphz = Signal()           # %s: the pointer's upper word is zero
         targ = Array([a3, a4, a5, a5])[tp_n]
         m.d.comb += [self.tr_rec.eq(Cat(a1[0:32], a2[0:13], Const(0, 3), Const(self.core, 8),
                                         Const(0, 8), tp_len, Const(0, 32), tp_kt, a3, a4, a5))]
+
+        res_hi_out = Signal(32)
+        with m.Switch(res_hk):
+            with m.Case(1):
+                m.d.comb += res_hi_out.eq(0xFFFF_FFFF)
+            with m.Case(2):
+                m.d.comb += res_hi_out.eq(res_hi)
+            with m.Case(3):
+                m.d.comb += res_hi_out.eq(self.cpu_r0[32:64])
 
         with m.FSM(name="helper"):
             with m.State("IDLE"):
@@ -317,7 +375,7 @@ class HelperUnit(wiring.Component):
                             with m.Else():
                                 fault(traps.TRAP_HELPER_FAULT)
                         with m.Case(H_KTIME, H_KTIME_BOOT):
-                            finish(ktime_r)
+                            finish(ktime_r[0:32], ktime_r[32:64])
                         with m.Case(H_PRANDOM):
                             x1 = rng ^ (rng << 13)[:32]
                             x2 = x1 ^ (x1 >> 17)
@@ -350,7 +408,7 @@ class HelperUnit(wiring.Component):
                             fault(traps.TRAP_HELPER)
 
             with m.State("ACK"):
-                m.d.comb += [h.ack.eq(1), h.r0.eq(res), h.trap.eq(trap), h.exit.eq(ex)]
+                m.d.comb += [h.ack.eq(1), h.r0.eq(Cat(res, res_hi_out)), h.trap.eq(trap), h.exit.eq(ex)]
                 m.d.sync += lock.eq(0)
                 m.next = "IDLE"
 
@@ -367,8 +425,9 @@ class HelperUnit(wiring.Component):
                         with m.If(dtype != BPF_MAP_TYPE_PROG_ARRAY):
                             fault(traps.TRAP_HELPER_FAULT)
                         with m.Elif((a3[0:32] >= maxe) | (tcount >= MAX_TAIL_CALLS)):
-                            finish(self.cpu_r0)
+                            finish(self.cpu_r0[0:32], self.cpu_r0)
                         with m.Else():
+                            m.d.sync += s.eq(a3[0:32])
                             m.next = "TC1"
                     with m.Case(H_REDIRECT_MAP):
                         with m.If((a3 & ~Const(3 | 8 | 16, 64)) != 0):
@@ -382,39 +441,46 @@ class HelperUnit(wiring.Component):
                         with m.If(~win_ok(a2, ksz)):
                             fault(traps.TRAP_MEM)
                         with m.Else():
+                            m.d.sync += cp_src.eq(a2[0:32])
                             m.next = "RDKEY"
 
             # --------------------------------------------------------- tail call
             with m.State("TC1"):
-                with m.If(access(value_addr(a3[0:32], 0), 3)):
+                with m.If(access(value_addr(0), 3)):
                     with m.If(bus.rdata == 0):
-                        finish(self.cpu_r0)
+                        finish(self.cpu_r0[0:32], self.cpu_r0)
                     with m.Else():
                         m.d.sync += [self.tail_prog.eq(bus.rdata), self.tail_pending.eq(1),
                                      tcount.eq(tcount + 1), ex.eq(1)]
-                        finish(self.cpu_r0)
+                        finish(self.cpu_r0[0:32], self.cpu_r0)
 
             # --------------------------------------------------------- redirect_map (DEVMAP)
             with m.State("RM1"):
-                with m.If(access(state_addr(s), 0)):
+                with m.If(access(sa, 0)):
                     with m.If(bus.rdata[0:8] == C.SLOT_VALID):
                         m.next = "RM2"
                     with m.Else():
                         finish(a3[0:2])
             with m.State("RM2"):
-                with m.If(access(value_addr(s, 0), 2)):
+                with m.If(access(value_addr(0), 2)):
                     m.d.sync += self.redirect.eq(bus.rdata[0:32])
                     finish(4)
 
             # --------------------------------------------------------- key
             with m.State("RDKEY"):
-                with m.If(access((a2 + (ki << 3))[:32], 3)):
+                m.d.comb += cp_step.eq(8)
+                with m.If(access(cp_src, 3)):
                     mk = kmask(ki)
                     m.d.comb += rword.eq(bus.rdata & mk)
-                    m.d.sync += [K[ki].eq(rword), hacc.eq(hstep), ki.eq(ki + 1)]
+                    m.d.comb += [k_wr.en.eq(1), k_wr.data.eq(rword)]
+                    m.d.sync += [hacc.eq(hstep), ki.eq(ki + 1), cp_src.eq(cp_src_next)]
+                    with m.If(ki == 0):
+                        # an array index (hash maps: KEYED sets the home slot)
+                        m.d.sync += [s.eq(rword[0:32]), k0.eq(rword[0:32])]
                     with m.If(ki + 1 >= kwords):
                         m.next = "KEYED"
             with m.State("KEYED"):
+                win_ok(a3, vsz)
                 m.d.sync += [s.eq(hfin & mask), probes.eq(0), found.eq(0), free_ok.eq(0),
                              ki.eq(0)]
                 with m.Switch(dtype):
@@ -422,7 +488,7 @@ class HelperUnit(wiring.Component):
                         with m.Switch(op):
                             with m.Case(H_LOOKUP):
                                 with m.If(idx32 < maxe):
-                                    finish(value_addr(idx32))
+                                    finish(value_addr())
                                 with m.Else():
                                     finish(0)
                             with m.Case(H_UPDATE):
@@ -432,12 +498,12 @@ class HelperUnit(wiring.Component):
                                     finish(_neg(E2BIG))
                                 with m.Elif(a4[0]):
                                     finish(_neg(EEXIST))
-                                with m.Elif(~win_ok(a3, vsz)):
+                                with m.Elif(~wo_ok):
                                     fault(traps.TRAP_MEM)
                                 with m.Else():
-                                    m.d.sync += [cp_src.eq(a3), cp_dst.eq(value_addr(idx32)),
-                                                 cp_len.eq(vsz), cp_zero.eq(0), ret.eq(RET_ACK),
-                                                 res.eq(0)]
+                                    m.d.sync += [cp_src.eq(a3), cp_dst.eq(value_addr()),
+                                                 cp_len.eq(vsz), cp_zero.eq(0), ret.eq(RET_ACK)]
+                                    set_res(0)
                                     m.next = "CP_RD"
                             with m.Default():
                                 finish(_neg(EINVAL))
@@ -458,7 +524,10 @@ class HelperUnit(wiring.Component):
                         with m.Else():
                             finish(_neg(EINVAL))
                     with m.Case(BPF_MAP_TYPE_PROG_ARRAY):
-                        finish(Mux(op == H_LOOKUP, 0, _neg(EINVAL)))
+                        with m.If(op == H_LOOKUP):
+                            finish(0)
+                        with m.Else():
+                            finish(_neg(EINVAL))
                     with m.Case(*HASH_TYPES):
                         with m.If((op == H_UPDATE) & (((a4 & ~Const(7, 64)) != 0)
                                                       | (a4[0:2] == 3))):
@@ -467,7 +536,7 @@ class HelperUnit(wiring.Component):
                             m.next = "P_ST"
                     with m.Case(BPF_MAP_TYPE_LPM_TRIE):
                         with m.If(op == H_LOOKUP):
-                            m.d.sync += [lpm_i.eq(0), best_ok.eq(0)]
+                            m.d.sync += [s.eq(0), best_ok.eq(0)]
                             m.next = "LPM_CNT"
                         with m.Else():
                             fault(traps.TRAP_HELPER_FAULT)
@@ -475,15 +544,16 @@ class HelperUnit(wiring.Component):
                         fault(traps.TRAP_HELPER_FAULT)
 
             with m.State("AOM"):
-                with m.If(access(value_addr(s, 0), 3)):
-                    finish(bus.rdata)
+                with m.If(access(value_addr(0), 3)):
+                    finish(bus.rdata[0:32], bus.rdata[32:64])
             with m.State("DEVL"):
-                with m.If(access(state_addr(s), 0)):
-                    finish(Mux(bus.rdata[0:8] == C.SLOT_VALID, value_addr(s, 0), 0))
+                va0 = value_addr(0)     # (not under the bus's ready: no comb loop)
+                with m.If(access(sa, 0)):
+                    finish(Mux(bus.rdata[0:8] == C.SLOT_VALID, va0, 0))
 
             # --------------------------------------------------------- hash probe
             with m.State("P_ST"):
-                with m.If(access(state_addr(s), 0)):
+                with m.If(access(sa, 0)):
                     v = bus.rdata[0:8]
                     m.d.sync += ki.eq(0)
                     with m.If(v == C.SLOT_VALID):
@@ -497,9 +567,9 @@ class HelperUnit(wiring.Component):
                             m.d.sync += [free.eq(s), free_ok.eq(1)]
                         m.next = "P_NEXT"
             with m.State("P_KEY"):
-                with m.If(access(key_addr(s, ki), 3)):
+                with m.If(access(ka, 3)):
                     mk = kmask(ki)
-                    with m.If((bus.rdata & mk) != K[ki]):
+                    with m.If((bus.rdata & mk) != k_rd.data):
                         m.next = "P_NEXT"
                     with m.Elif(ki + 1 >= kwords):
                         m.d.sync += found.eq(1)
@@ -513,15 +583,16 @@ class HelperUnit(wiring.Component):
                 with m.Else():
                     m.next = "P_ST"
             with m.State("P_END"):
+                win_ok(a3, vsz)
                 percpu = (dtype == BPF_MAP_TYPE_PERCPU_HASH) | (
                     dtype == BPF_MAP_TYPE_LRU_PERCPU_HASH)
                 lru = (dtype == BPF_MAP_TYPE_LRU_HASH) | (dtype == BPF_MAP_TYPE_LRU_PERCPU_HASH)
                 with m.Switch(op):
                     with m.Case(H_LOOKUP):
-                        finish(Mux(found, value_addr(s), 0))
+                        finish(Mux(found, value_addr(), 0))
                     with m.Case(H_DELETE):
                         with m.If(found):
-                            m.d.sync += res.eq(0)
+                            set_res(0)
                             m.next = "DEL_ST"
                         with m.Else():
                             finish(_neg(ENOENT))
@@ -529,16 +600,16 @@ class HelperUnit(wiring.Component):
                         with m.If(found & (a4[0:2] == 1)):
                             finish(_neg(EEXIST))
                         with m.Elif(found):
-                            with m.If(~win_ok(a3, vsz)):
+                            with m.If(~wo_ok):
                                 fault(traps.TRAP_MEM)
                             with m.Else():
-                                m.d.sync += [cp_src.eq(a3), cp_dst.eq(value_addr(s)),
-                                             cp_len.eq(vsz), cp_zero.eq(0), ret.eq(RET_ACK),
-                                             res.eq(0)]
+                                m.d.sync += [cp_src.eq(a3), cp_dst.eq(value_addr()),
+                                             cp_len.eq(vsz), cp_zero.eq(0), ret.eq(RET_ACK)]
+                                set_res(0)
                                 m.next = "CP_RD"
                         with m.Elif(a4[0:2] == 2):
                             finish(_neg(ENOENT))
-                        with m.Elif(~win_ok(a3, vsz)):
+                        with m.Elif(~wo_ok):
                             fault(traps.TRAP_MEM)
                         with m.Else():
                             m.next = "CNT_RD"
@@ -565,7 +636,7 @@ class HelperUnit(wiring.Component):
                         m.d.sync += [s.eq(free), ki.eq(0), imode.eq(0)]
                         m.next = "INS_KEY"
             with m.State("INS_KEY"):
-                with m.If(access(key_addr(s, ki), 3, 1, K[ki])):
+                with m.If(access(ka, 3, 1, k_rd.data)):
                     m.d.sync += ki.eq(ki + 1)
                     with m.If(ki + 1 >= kwords):
                         m.d.sync += cpu_i.eq(0)
@@ -574,22 +645,22 @@ class HelperUnit(wiring.Component):
                         with m.If(percpu):
                             m.next = "INS_ZERO"
                         with m.Else():
-                            m.d.sync += [cp_src.eq(a3), cp_dst.eq(value_addr(s)),
+                            m.d.sync += [cp_src.eq(a3), cp_dst.eq(value_addr()),
                                          cp_len.eq(vsz), cp_zero.eq(0), ret.eq(RET_INS_STATE)]
                             m.next = "CP_RD"
             # a new per-CPU entry: every core's value zeroed, this core's written
             with m.State("INS_ZERO"):
                 with m.If(cpu_i == cfg.cores):
-                    m.d.sync += [cp_src.eq(a3), cp_dst.eq(value_addr(s)), cp_len.eq(vsz),
+                    m.d.sync += [cp_src.eq(a3), cp_dst.eq(value_addr()), cp_len.eq(vsz),
                                  cp_zero.eq(0), ret.eq(RET_INS_STATE)]
                     m.next = "CP_RD"
                 with m.Else():
-                    m.d.sync += [cp_dst.eq((MAPB + base + s * stride + cpustride * cpu_i)[:32]),
+                    m.d.sync += [cp_dst.eq(value_addr(cpu_i)),
                                  cp_len.eq(vsz), cp_zero.eq(1), ret.eq(RET_INS_VAL),
                                  cpu_i.eq(cpu_i + 1)]
                     m.next = "CP_WR"
             with m.State("INS_ST"):
-                with m.If(access(state_addr(s), 0, 1, C.SLOT_VALID)):
+                with m.If(access(sa, 0, 1, C.SLOT_VALID)):
                     with m.If(imode == 0):
                         m.next = "CNT_WR"
                     with m.Elif(imode == 1):
@@ -602,7 +673,7 @@ class HelperUnit(wiring.Component):
                     finish(0)
             # eviction (LRU maps when full): the next valid slot after the new entry
             with m.State("EV_ST"):
-                with m.If(access(state_addr(s), 0)):
+                with m.If(access(sa, 0)):
                     with m.If((bus.rdata[0:8] == C.SLOT_VALID) & (s != free)):
                         m.next = "EV_DEL"
                     with m.Elif(probes >= mask):
@@ -610,10 +681,10 @@ class HelperUnit(wiring.Component):
                     with m.Else():
                         m.d.sync += [s.eq((s + 1) & mask), probes.eq(probes + 1)]
             with m.State("EV_DEL"):
-                with m.If(access(state_addr(s), 0, 1, C.SLOT_DELETED)):
+                with m.If(access(sa, 0, 1, C.SLOT_DELETED)):
                     finish(0)
             with m.State("DEL_ST"):
-                with m.If(access(state_addr(s), 0, 1, C.SLOT_DELETED)):
+                with m.If(access(sa, 0, 1, C.SLOT_DELETED)):
                     m.next = "DEL_CNT"
             with m.State("DEL_CNT"):
                 with m.If(access((MAPB + meta)[:32], 2)):
@@ -628,28 +699,29 @@ class HelperUnit(wiring.Component):
                 with m.If(access((MAPB + meta)[:32], 2)):
                     m.d.sync += [cnt.eq(bus.rdata[0:32]), ki.eq(0), lpm_ok.eq(1)]
                     dbits = ((ksz - 4) << 3)[:16]
-                    m.d.sync += lpm_p.eq(Mux(K[0][0:32] > dbits, dbits, K[0][0:32]))
+                    m.d.sync += lpm_p.eq(Mux(k0 > dbits, dbits, k0))
                     m.next = "LPM_W"
             with m.State("LPM_W"):
-                with m.If(lpm_i >= cnt):
-                    with m.If(best_ok):
-                        finish(value_addr(best_i, 0))
-                    with m.Else():
-                        finish(0)
+                with m.If(s >= cnt):
+                    m.d.sync += s.eq(best_i)
+                    m.next = "LPM_END"
                 with m.Else():
-                    with m.If(access(key_addr(lpm_i, ki), 3)):
+                    with m.If(access(ka, 3)):
                         w = bus.rdata
                         p = Mux(ki == 0, w[0:32], tmp[0:32])
                         bm = lpm_mask(ki, p)        # 64-bit mask, one byte per lane
                         with m.If(ki == 0):
-                            m.d.sync += tmp.eq(w[0:32])
-                        ok = lpm_ok & (((w ^ K[ki]) & bm) == 0) & (p <= lpm_p)
+                            m.d.sync += tmp.eq(w)
+                        ok = lpm_ok & (((w ^ k_rd.data) & bm) == 0) & (p <= lpm_p)
                         with m.If(ki + 1 >= kwords):
                             with m.If(ok & (~best_ok | (p > best_p))):
-                                m.d.sync += [best_ok.eq(1), best_p.eq(p), best_i.eq(lpm_i)]
-                            m.d.sync += [ki.eq(0), lpm_i.eq(lpm_i + 1), lpm_ok.eq(1)]
+                                m.d.sync += [best_ok.eq(1), best_p.eq(p), best_i.eq(s)]
+                            m.d.sync += [ki.eq(0), s.eq(s + 1), lpm_ok.eq(1)]
                         with m.Else():
                             m.d.sync += [ki.eq(ki + 1), lpm_ok.eq(ok)]
+
+            with m.State("LPM_END"):
+                finish(Mux(best_ok, value_addr(0), 0))
 
             # --------------------------------------------------------- copy / zero routine
             with m.State("CP_RD"):
@@ -666,8 +738,8 @@ class HelperUnit(wiring.Component):
                     m.next = "RET"
                 with m.Else():
                     with m.If(access(cp_dst, chunk, 1, Mux(cp_zero, 0, tmp))):
-                        m.d.sync += [cp_src.eq(cp_src + chunk_n), cp_dst.eq(cp_dst + chunk_n),
-                                     cp_len.eq(cp_len - chunk_n)]
+                        m.d.sync += [cp_src.eq(cp_src_next), cp_dst.eq(cp_dst_next),
+                                     cp_len.eq(cp_len_next)]
                         m.next = "CP_RD"
             with m.State("RET"):
                 with m.Switch(ret):
@@ -686,31 +758,40 @@ class HelperUnit(wiring.Component):
             fsz = a2[0:32]
             tsz = a4[0:32]
             with m.State("CS0"):
+                win_ok(a1, fsz)
                 with m.If(((fsz | tsz)[0:2] != 0) | ((fsz + tsz) > 512) | (a2[32:] != 0)
                           | (a4[32:] != 0)):
                     finish(_neg(EINVAL))
-                with m.Elif((fsz != 0) & ~win_ok(a1, fsz)):
+                with m.Elif((fsz != 0) & ~wo_ok):
                     fault(traps.TRAP_MEM)
-                with m.Elif((tsz != 0) & ~win_ok(a3, tsz)):
+                with m.Else():
+                    m.next = "CS1"
+            with m.State("CS1"):                # (one window check a cycle)
+                with m.If((tsz != 0) & ~win_ok(a3, tsz)):
                     fault(traps.TRAP_MEM)
                 with m.Else():
                     m.d.sync += [cs_a.eq(Mux(tsz != 0, a5[0:32], 0)),
                                  cs_b.eq(Mux((fsz != 0) & (tsz == 0), ~a5[0:32], 0)),
-                                 cs_off.eq(0)]
+                                 cp_src.eq(a3[0:32]), cp_len.eq(tsz)]
                     m.next = "CS_TO"
+            # (sizes are multiples of 4, at most 512: cp_len counts down to 0)
             with m.State("CS_TO"):
-                with m.If(cs_off >= tsz):
-                    m.d.sync += cs_off.eq(0)
+                m.d.comb += cp_step.eq(4)
+                with m.If(cp_len == 0):
+                    m.d.sync += [cp_src.eq(a1[0:32]), cp_len.eq(fsz)]
                     m.next = "CS_FR"
                 with m.Else():
-                    with m.If(access((a3 + cs_off)[:32], 2)):
-                        m.d.sync += [cs_a.eq(cs_a + bus.rdata[0:32]), cs_off.eq(cs_off + 4)]
+                    with m.If(access(cp_src, 2)):
+                        m.d.sync += [cs_a.eq(cs_a + bus.rdata[0:32]), cp_src.eq(cp_src_next),
+                                     cp_len.eq(cp_len_next)]
             with m.State("CS_FR"):
-                with m.If(cs_off >= fsz):
+                m.d.comb += cp_step.eq(4)
+                with m.If(cp_len == 0):
                     m.next = "CS_FIN"
                 with m.Else():
-                    with m.If(access((a1 + cs_off)[:32], 2)):
-                        m.d.sync += [cs_b.eq(cs_b + bus.rdata[0:32]), cs_off.eq(cs_off + 4)]
+                    with m.If(access(cp_src, 2)):
+                        m.d.sync += [cs_b.eq(cs_b + bus.rdata[0:32]), cp_src.eq(cp_src_next),
+                                     cp_len.eq(cp_len_next)]
             with m.State("CS_FIN"):
                 r = Signal(32)
                 sum2 = Signal(33)
@@ -730,20 +811,23 @@ class HelperUnit(wiring.Component):
             # --------------------------------------------------------- trace_printk
             fmt_sz = a2[0:32]
             with m.State("TP0"):
+                win_ok(a1, fmt_sz)
                 with m.If((fmt_sz == 0) | (fmt_sz > 4096)):
                     finish(_neg(EINVAL))
-                with m.Elif(~win_ok(a1, fmt_sz)):
+                with m.Elif(~wo_ok):
                     fault(traps.TRAP_MEM)
                 with m.Else():
-                    m.d.sync += [tp_i.eq(0), tp_n.eq(0), tp_len.eq(0), tp_st.eq(TP_LIT),
+                    m.d.sync += [cp_src.eq(a1[0:32]), cp_len.eq(fmt_sz), tp_n.eq(0), tp_len.eq(0), tp_st.eq(TP_LIT),
                                  tp_fl.eq(0), tp_w.eq(0), tp_l.eq(0), tp_re.eq(0)]
                     m.next = "TP_RD"
-            with m.State("TP_RD"):
-                with m.If(tp_i >= fmt_sz):
+            with m.State("TP_RD"):            # (cp_src: the next byte, cp_len: bytes left)
+                m.d.comb += cp_step.eq(1)
+                with m.If(cp_len == 0):
                     finish(_neg(EINVAL))            # no NUL within fmt_size
                 with m.Else():
-                    with m.If(access((a1 + tp_i)[:32], 0)):
-                        m.d.sync += [tp_ch.eq(bus.rdata[0:8]), tp_i.eq(tp_i + 1)]
+                    with m.If(access(cp_src, 0)):
+                        m.d.sync += [tp_ch.eq(bus.rdata[0:8]), cp_src.eq(cp_src_next),
+                                     cp_len.eq(cp_len_next)]
                         m.next = "TP_CH"
             with m.State("TP_CH"):
                 ch = tp_ch
@@ -810,7 +894,8 @@ class HelperUnit(wiring.Component):
                     m.d.sync += tp_cnt.eq(1)
                     m.next = "TP_PAD"
                 with m.Elif(conv_ok & (ch == ord("s"))):
-                    m.d.sync += [tp_sp.eq(arg), tp_cnt.eq(0)]
+                    m.d.sync += [cp_dst.eq(arg[0:32]), tp_sphz.eq(arg[32:64] == 0),
+                                 tp_cnt.eq(0)]
                     m.next = "TP_STR"
                 with m.Elif((conv_ok | (tp_st == TP_LONG)) & (ch == ord("l")) & (tp_l != 2)):
                     m.d.sync += [tp_l.eq(tp_l + 1), tp_st.eq(TP_LONG)]
@@ -836,17 +921,18 @@ class HelperUnit(wiring.Component):
                     m.d.sync += tp_cnt.eq(tp_nd + tp_x)
                     m.next = "TP_PAD"
             # %s: the string's length (up to STR_MAX bytes; unreadable: empty, as the kernel)
-            with m.State("TP_STR"):
-                with m.If((tp_cnt == 255) | ~win_ok((tp_sp + tp_cnt)[:64], 1)):
+            with m.State("TP_STR"):           # (cp_dst: the next byte of the string)
+                m.d.comb += cp_step.eq(1)
+                with m.If((tp_cnt == 255) | ~win_ok(cp_dst, 1, tp_sphz)):
                     with m.If(tp_cnt != 255):
                         m.d.sync += tp_cnt.eq(0)
                     m.next = "TP_PAD"
                 with m.Else():
-                    with m.If(access((tp_sp + tp_cnt)[:32], 0)):
+                    with m.If(access(cp_dst, 0)):
                         with m.If(bus.rdata[0:8] == 0):
                             m.next = "TP_PAD"
                         with m.Else():
-                            m.d.sync += tp_cnt.eq(tp_cnt + 1)
+                            m.d.sync += [tp_cnt.eq(tp_cnt + 1), cp_dst.eq(cp_dst_next)]
             with m.State("TP_PAD"):
                 m.d.sync += [tp_len.eq(tp_len + Mux(tp_w > tp_cnt, tp_w, tp_cnt)),
                              tp_n.eq(tp_n + 1), tp_st.eq(TP_LIT), tp_fl.eq(0), tp_w.eq(0),
@@ -862,15 +948,18 @@ class HelperUnit(wiring.Component):
                     finish(tp_len)
 
             # --------------------------------------------------------- adjust head / meta / tail
-            delta = Signal(signed(34))
-            m.d.comb += delta.eq(a2[0:32].as_signed())
-            metalen = Signal(signed(34))
+            # (offsets in the packet buffer; a delta beyond +-2**(PW+1) moves any pointer out
+            # of the buffer: -EINVAL from every check below, so it is caught first)
+            delta = Signal(signed(PW + 3))
+            dbig = (a2[PW + 1:32] != 0) & (a2[PW + 1:32] != (1 << (31 - PW)) - 1)
+            m.d.comb += delta.eq(a2[0:PW + 2].as_signed())
+            metalen = Signal(8)
             m.d.comb += metalen.eq(data - data_meta)
             with m.State("AH0"):
-                nd = Signal(signed(34))
+                nd = Signal(signed(PW + 3))
                 m.d.comb += nd.eq(data + delta)
-                frame_end = memmap.PKT_BASE + metalen + XDP_FRAME_SIZE
-                with m.If((nd < frame_end) | (nd > data_end - ETH_HLEN)):
+                frame_end = metalen + XDP_FRAME_SIZE
+                with m.If(dbig | (nd < frame_end) | (nd > data_end - ETH_HLEN)):
                     finish(_neg(EINVAL))
                 with m.Elif(metalen != 0):
                     m.d.sync += mm_i.eq(0)
@@ -878,26 +967,28 @@ class HelperUnit(wiring.Component):
                 with m.Else():
                     m.next = "AH_SET"
             # move the metadata with the data (byte by byte, in the safe direction)
-            mm_idx = Mux(delta < 0, mm_i, metalen[0:8] - 1 - mm_i)
+            mm_idx = Mux(delta < 0, mm_i, metalen - 1 - mm_i)
+            mm_src = Signal(PW)
+            m.d.comb += mm_src.eq(data_meta + mm_idx)
             with m.State("MM_RD"):
-                with m.If(mm_i >= metalen[0:8]):
+                with m.If(mm_i >= metalen):
                     m.next = "AH_SET"
                 with m.Else():
-                    with m.If(access((data_meta + mm_idx)[:32], 0)):
-                        m.d.sync += tmp.eq(bus.rdata[0:8])
+                    with m.If(access(memmap.PKT_BASE | mm_src, 0)):
+                        m.d.sync += tmp.eq(bus.rdata)     # (a byte write: low byte)
                         m.next = "MM_WR"
             with m.State("MM_WR"):
-                with m.If(access((data_meta + delta + mm_idx)[:32], 0, 1, tmp)):
+                with m.If(access(memmap.PKT_BASE | (mm_src + delta)[0:PW], 0, 1, tmp)):
                     m.d.sync += mm_i.eq(mm_i + 1)
                     m.next = "MM_RD"
             with m.State("AH_SET"):
                 m.d.sync += [data.eq(data + delta), data_meta.eq(data_meta + delta)]
                 finish(0)
             with m.State("AM0"):
-                nm = Signal(signed(34))
-                ml = Signal(signed(34))
+                nm = Signal(signed(PW + 3))
+                ml = Signal(signed(PW + 3))
                 m.d.comb += [nm.eq(data_meta + delta), ml.eq(data - nm)]
-                with m.If((nm < memmap.PKT_BASE + XDP_FRAME_SIZE) | (nm > data)):
+                with m.If(dbig | (nm < XDP_FRAME_SIZE) | (nm > data)):
                     finish(_neg(EINVAL))
                 with m.Elif((ml[0:2] != 0) | (ml > 32)):
                     finish(_neg(EACCES))
@@ -905,13 +996,14 @@ class HelperUnit(wiring.Component):
                     m.d.sync += data_meta.eq(nm)
                     finish(0)
             with m.State("AT0"):
-                ne = Signal(signed(34))
+                ne = Signal(signed(PW + 3))
                 m.d.comb += ne.eq(data_end + delta)
-                with m.If((ne > hard_end) | (ne < data + ETH_HLEN)):
+                with m.If(dbig | (ne > hard_end) | (ne < data + ETH_HLEN)):
                     finish(_neg(EINVAL))
                 with m.Elif(delta > 0):
-                    m.d.sync += [cp_dst.eq(data_end), cp_len.eq(delta), cp_zero.eq(1),
-                                 ret.eq(RET_ACK), res.eq(0), data_end.eq(ne)]
+                    m.d.sync += [cp_dst.eq(self.data_end), cp_len.eq(delta), cp_zero.eq(1),
+                                 ret.eq(RET_ACK), data_end.eq(ne)]
+                    set_res(0)
                     m.next = "CP_WR"
                 with m.Else():
                     m.d.sync += data_end.eq(ne)
