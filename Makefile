@@ -32,7 +32,8 @@ demo: setup
 test: setup
 	$(VENV)/bin/python -m pytest -q -n 2 -m "not slow" tests
 
-# full board builds (minutes each): not part of `make test` until a configuration fits the
+# the XDP engine's board build (minutes; `make test` builds the Colorlight SoC with the loopback
+# engine): not part of `make test` until the engine fits the
 # Colorlight's LFE5U-25F (see docs/boards.md)
 test-slow: setup
 	$(VENV)/bin/python -m pytest -q -m slow tests
