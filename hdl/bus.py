@@ -129,31 +129,25 @@ class DualBankRAM(wiring.Component):
                 with m.Case(s):
                     m.d.comb += nbytes_mask.eq((1 << (1 << s)) - 1)
         rmask = Cat(*[nbytes_mask[i].replicate(8) for i in range(8)])
-        # byte i of the result is byte (i + sh) % 8 of the first word (bank odd) or, past
-        # its end, of the next one (bank ~odd): one 8:1 byte mux per bank, then the bank
-        # select and the size mask in one LUT, right after the block RAM outputs
-        rdata = Signal(64)
-        for i in range(8):
-            b0, b1 = Signal(8, name=f"rb0_{i}"), Signal(8, name=f"rb1_{i}")
-            with m.Switch(sh):
-                for k in range(8):
-                    with m.Case(k):
-                        j = (i + k) % 8
-                        m.d.comb += [b0.eq(rp0.data[8 * j:8 * j + 8]),
-                                     b1.eq(rp1.data[8 * j:8 * j + 8])]
-            bank1 = Signal(name=f"rbank_{i}")
-            m.d.comb += bank1.eq(odd ^ (sh >= 8 - i) if i else odd)
-            m.d.comb += rdata[8 * i:8 * i + 8].eq(Mux(bank1, b1, b0) & rmask[8 * i:8 * i + 8])
+        # byte i of the result is byte i + sh of Cat(first word, next word); the first word
+        # is in bank `odd`, the next in bank ~odd. A byte funnel shifter in three steps
+        # (4, 2, 1 bytes), the bank swap folded into the first (a 4:1 mux per bit: two LUT4
+        # and a PFUMX) and the size mask into the last: about 300 LUT4 where one 8:1 byte
+        # mux per bank and result byte took 600
+        def cat_byte(b):
+            lo, hi = (rp1.data, rp0.data) if b < 8 else (rp0.data, rp1.data)
+            return Mux(odd, lo.word_select(b % 8, 8), hi.word_select(b % 8, 8))
+        ya = [Mux(sh[2], cat_byte(j + 4), cat_byte(j)) for j in range(11)]
+        yb = [Mux(sh[1], ya[j + 2], ya[j]) for j in range(9)]
+        rdata = Cat(*[Mux(sh[0], yb[i + 1], yb[i]) for i in range(8)]) & rmask
         m.d.comb += [bus.ready.eq(busy), bus.rdata.eq(rdata)]
         # rotating the data by the byte offset puts every byte where the byte enables of
-        # both words want it (cheaper than a 128-bit shift)
+        # both words want it (cheaper than a 128-bit shift); in three steps, as above
+        r1 = Mux(sh[2], r_wdata.rotate_left(32), r_wdata)
+        r2 = Mux(sh[1], r1.rotate_left(16), r1)
         rot = Signal(64)
         ben = Signal(16)
-        m.d.comb += [rot.eq(r_wdata.rotate_left(0)), ben.eq(nbytes_mask << sh)]
-        with m.Switch(sh):
-            for k in range(8):
-                with m.Case(k):
-                    m.d.comb += rot.eq(r_wdata.rotate_left(8 * k))
+        m.d.comb += [rot.eq(Mux(sh[0], r2.rotate_left(8), r2)), ben.eq(nbytes_mask << sh)]
         # the word holding the first byte is rw; it is in bank odd, the next one in bank ~odd
         wen = Signal()
         m.d.comb += wen.eq(busy & r_we)
@@ -207,19 +201,25 @@ class WindowRouter(wiring.Component):
         m = Module()
         bus = self.bus
         nib = bus.addr[28:32]
+        # every target answers two cycles or more after valid and the initiator holds the
+        # address meanwhile, so the answer is selected by last cycle's nibble: no path from
+        # the initiator's address logic into its own ready and read data
+        nib_q = Signal(4)
+        m.d.sync += nib_q.eq(nib)
         hit = Signal()
         for n, name in self.targets.items():
             t = getattr(self, name)
             m.d.comb += [t.addr.eq(bus.addr), t.size.eq(bus.size), t.we.eq(bus.we),
                          t.wdata.eq(bus.wdata), t.lock.eq(bus.lock),
                          t.valid.eq(bus.valid & (nib == n))]
-            with m.If(nib == n):
+            with m.If(nib_q == n):
                 m.d.comb += [bus.ready.eq(t.ready), bus.rdata.eq(t.rdata), bus.err.eq(t.err),
                              hit.eq(1)]
         # no target: err, one cycle later (registered, so that no path runs from the
         # initiator's valid back into its own ready)
         nohit = Signal()
-        m.d.sync += nohit.eq(bus.valid & ~hit & ~nohit)
+        m.d.sync += nohit.eq(bus.valid & ~nohit &
+                             ~Cat(*[nib == n for n in self.targets]).any())
         with m.If(~hit):
             m.d.comb += [bus.ready.eq(nohit), bus.err.eq(1)]
         return m

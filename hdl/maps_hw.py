@@ -102,7 +102,8 @@ class MapArbiter(wiring.Component):
     """N data-bus initiators onto one target. A grant lasts for one access, and for as long as
     the initiator holds ``lock`` (an atomic's read and write, or a whole hash-map update by a
     helper unit), so no other initiator sees a half-done update. Fixed priority: port 0
-    first (cores before the host)."""
+    first (cores before the host). The target must take two cycles or more (ready never in
+    the cycle of valid): ready is passed on by the registered grant."""
 
     def __init__(self, n: int):
         self.n = n
@@ -128,9 +129,15 @@ class MapArbiter(wiring.Component):
             with m.If(sel == k):
                 m.d.comb += [o.valid.eq(i.valid & (active | go)), o.addr.eq(i.addr),
                              o.size.eq(i.size), o.we.eq(i.we), o.wdata.eq(i.wdata),
-                             o.lock.eq(i.lock),
-                             i.ready.eq(o.ready & (active | go)), i.rdata.eq(o.rdata),
-                             i.err.eq(o.err)]
+                             o.lock.eq(i.lock)]
+            # the target (a DualBankRAM) answers two cycles or more after valid, so ready
+            # only ever comes while a grant is active: selecting it by the registered grant
+            # keeps the initiators' address and valid logic (a helper unit's hash and
+            # multiply) out of their own ready
+            m.d.comb += i.ready.eq(o.ready & active & (cur == k))
+        # read data and err matter only with ready: every initiator sees them ungated
+        for i in ins:
+            m.d.comb += [i.rdata.eq(o.rdata), i.err.eq(o.err)]
         lock_sel = Signal()
         m.d.comb += lock_sel.eq(Array(i.lock for i in ins)[sel])
         with m.If(~active & go):

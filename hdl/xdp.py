@@ -140,7 +140,12 @@ class XDPEngine(wiring.Component):
         seed_we = Signal()
         seed = Signal(32)
         clear_counters = Signal()
-        counters = [Signal(32, name=f"cnt{i}") for i in range(C.N_COUNTERS)]
+        cnt_rd = Signal()               # the control port reads counter cnt_host (its index
+        cnt_host = Signal(6)            # cnt_idx in the counter RAM, cnt_has: it exists)
+        cnt_idx = Signal(6)
+        cnt_has = Signal()
+        cnt_val = Signal(32)            # the counter's value, the cycle after cnt_rd
+        cnt_valid = Signal()
 
         # ------------------------------------------------------------------ shared memories
         m.submodules.mapmem = mapmem = DualBankRAM(cfg.map_bytes)
@@ -743,8 +748,21 @@ class XDPEngine(wiring.Component):
                   C.R_TRACE_DEPTH: cfg.trace_depth, C.R_TRACE_WR: tw, C.R_TRACE_RD: trd,
                   C.R_GUARD: Cat(wr_ok, wr_bad, cm_bad), C.R_PROG_CRC: prog_crc}
         mapdat = Signal(32)
+        m.d.comb += cnt_host.eq(off[0:6])
+        m.d.sync += cnt_valid.eq(cnt_has)
+        # the register read mux is registered at the request (IDLE), so the acknowledge
+        # cycle has only the region mux between flip-flops / block RAM and dat_r; registers
+        # read as zero, as before, above the 64 register offsets
+        reg_q = Signal(32)
+        reg_now = Signal(32)
+        with m.Switch(off[0:6]):
+            for k, v in regs_r.items():
+                with m.Case(k):
+                    m.d.comb += reg_now.eq(v)
+        m.d.sync += reg_q.eq(Mux(off[6:] == 0, reg_now, 0))
         with m.FSM(name="wb"):
             with m.State("IDLE"):
+                m.d.comb += cnt_rd.eq(wb.cyc & wb.stb & ~wb.we & (region == C.COUNTERS >> 16))
                 with m.If(wb.cyc & wb.stb):
                     m.d.sync += [rsel.eq(region), roff.eq(off), adr.eq(wb.adr),
                                  wdat.eq(wb.dat_w)]
@@ -835,12 +853,9 @@ class XDPEngine(wiring.Component):
                 m.d.comb += wb.ack.eq(1)
                 with m.Switch(rsel):
                     with m.Case(C.REGS >> 16):
-                        with m.Switch(roff):
-                            for k, v in regs_r.items():
-                                with m.Case(k):
-                                    m.d.comb += rdat.eq(v)
+                        m.d.comb += rdat.eq(reg_q)
                     with m.Case(C.COUNTERS >> 16):
-                        m.d.comb += rdat.eq(Array(counters)[roff[0:6]])
+                        m.d.comb += rdat.eq(Mux(cnt_valid, cnt_val, 0))
                     with m.Case(C.MAPDESC >> 16):
                         m.d.comb += rdat.eq(desc_rp_wb.data.word_select(roff[0:3], 32))
                     with m.Case(C.PM_STAGE >> 16):
@@ -856,13 +871,53 @@ class XDPEngine(wiring.Component):
                 m.next = "IDLE"
 
         # ------------------------------------------------------------------ counters
-        for i, c in enumerate(counters):
-            terms = bumps.get(i, [])
-            if not terms:
-                continue
-            inc = sum(Value.cast(t).as_unsigned() for t in terms)
+        # The counters live in one small RAM, not in some forty 32-bit adders and a 64:1
+        # read mux: each counter has a small delta register its events add to, and a
+        # scanner folds one delta per cycle into its RAM word (read, add, write back: a
+        # counter is visited every U cycles, U = the counters this configuration bumps, a
+        # little more while the host reads). A host read returns the RAM word plus the
+        # pending delta, through the same adder, so it is exact. CLEAR zeroes the deltas
+        # and marks every word stale (read as zero until the scanner rewrites it).
+        used = sorted(i for i in bumps if bumps[i])
+        U = len(used)
+        if U:
+            cmem = Memory(shape=unsigned(32), depth=max(2, U), init=[])
+            m.submodules.counters = cmem
+            c_wp = cmem.write_port()
+            c_rp = cmem.read_port(transparent_for=(c_wp,))
+            # a counter is visited at least every 3U/2 cycles (a host read takes the RAM
+            # port at most one cycle in three): its delta holds that many cycles of events
+            deltas = [Signal(range(2 * U * len(bumps[i]) + 1), name=f"cnt{i}_delta")
+                      for i in used]
+            stale = Signal(U)
+            sk = Signal(range(max(2, U)))           # the word the scanner reads next
+            s_v = Signal()
+            s_k = Signal(range(max(2, U)))
+            h_v = Signal()
+            h_k = Signal(range(max(2, U)))
+            m.d.comb += c_rp.addr.eq(Mux(cnt_rd, cnt_idx, sk))
+            m.d.sync += [s_v.eq(~cnt_rd), s_k.eq(sk), h_v.eq(cnt_rd), h_k.eq(cnt_idx)]
+            with m.If(~cnt_rd):
+                m.d.sync += sk.eq(Mux(sk == U - 1, 0, sk + 1))
+            sel = Mux(h_v, h_k, s_k)
+            base = Mux(stale.bit_select(sel, 1), 0, c_rp.data)
+            m.d.comb += cnt_val.eq(base + Array(deltas)[sel])
+            m.d.comb += [c_wp.addr.eq(s_k), c_wp.data.eq(cnt_val), c_wp.en.eq(s_v)]
+            for k, (i, d) in enumerate(zip(used, deltas)):
+                inc = sum(Value.cast(t).as_unsigned() for t in bumps[i])
+                with m.If(clear_counters):
+                    m.d.sync += d.eq(0)
+                with m.Elif(s_v & (s_k == k)):
+                    m.d.sync += d.eq(inc)
+                with m.Else():
+                    m.d.sync += d.eq(d + inc)
             with m.If(clear_counters):
-                m.d.sync += c.eq(0)
-            with m.Else():
-                m.d.sync += c.eq(c + inc)
+                m.d.sync += stale.eq(-1)
+            with m.Elif(s_v):
+                m.d.sync += stale.bit_select(s_k, 1).eq(0)
+            # host index -> RAM word (-1: a counter this configuration never bumps)
+            with m.Switch(cnt_host):
+                for k, i in enumerate(used):
+                    with m.Case(i):
+                        m.d.comb += [cnt_idx.eq(k), cnt_has.eq(1)]
         return m
