@@ -182,6 +182,13 @@ class DualBankRAM(wiring.Component):
         return m
 
 
+def _or(values):
+    acc = values[0]
+    for v in values[1:]:
+        acc = acc | v
+    return acc
+
+
 class WindowRouter(wiring.Component):
     """Routes one data bus to per-window targets by the top four address bits.
 
@@ -204,17 +211,23 @@ class WindowRouter(wiring.Component):
         # every target answers two cycles or more after valid and the initiator holds the
         # address meanwhile, so the answer is selected by last cycle's nibble: no path from
         # the initiator's address logic into its own ready and read data
-        nib_q = Signal(4)
-        m.d.sync += nib_q.eq(nib)
-        hit = Signal()
+        # (one registered select per target, and an AND-OR: a target's answer matters only
+        # with its ready, so no priority mux is needed)
+        rdata, ready, err, sels = [], [], [], []
         for n, name in self.targets.items():
             t = getattr(self, name)
             m.d.comb += [t.addr.eq(bus.addr), t.size.eq(bus.size), t.we.eq(bus.we),
                          t.wdata.eq(bus.wdata), t.lock.eq(bus.lock),
                          t.valid.eq(bus.valid & (nib == n))]
-            with m.If(nib_q == n):
-                m.d.comb += [bus.ready.eq(t.ready), bus.rdata.eq(t.rdata), bus.err.eq(t.err),
-                             hit.eq(1)]
+            sel = Signal(name=f"sel_{name}")
+            m.d.sync += sel.eq(nib == n)
+            sels.append(sel)
+            rdata.append(t.rdata & sel.replicate(64))
+            ready.append(t.ready & sel)
+            err.append(t.err & sel)
+        hit = Signal()
+        m.d.comb += [hit.eq(Cat(*sels).any()), bus.rdata.eq(_or(rdata)),
+                     bus.ready.eq(_or(ready)), bus.err.eq(_or(err))]
         # no target: err, one cycle later (registered, so that no path runs from the
         # initiator's valid back into its own ready)
         nohit = Signal()
