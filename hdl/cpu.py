@@ -117,6 +117,22 @@ class CPU(wiring.Component):
         fr_wp = fr.write_port()
         m.d.comb += fr_rp.addr.eq(depth - 1)
 
+        # register file copies for D's two operand reads: LUT RAM (asynchronous read), one
+        # per operand, written with every register write. The flip-flops regs[] stay the
+        # architectural registers (X reads r0..r10 directly: helper arguments, call frames,
+        # cmpxchg). rf_live: the entry was written since start (else it reads 0); rf_pend:
+        # the flip-flop holds a newer value than the RAM (r1, r2, r10 at start; r6..r10 after
+        # an exit, r10 after a call), copied in a cycle the write port is free; D waits
+        # while it reads a pending register.
+        rfa = Memory(shape=unsigned(64), depth=16, init=[])
+        rfb = Memory(shape=unsigned(64), depth=16, init=[])
+        m.submodules.rfa, m.submodules.rfb = rfa, rfb
+        rfa_r, rfb_r = rfa.read_port(domain="comb"), rfb.read_port(domain="comb")
+        rfa_w, rfb_w = rfa.write_port(), rfb.write_port()
+        rf_live = Signal(16)
+        rf_pend = Signal(16)
+        pend_set = Signal(16)   # registers made pending this cycle (call, exit)
+
         # ------------------------------------------------------------------ F / B
         # pc_b: the slot port A's output holds; ir: the instruction register (block RAM
         # output straight into flip-flops, nothing in between)
@@ -162,21 +178,22 @@ class CPU(wiring.Component):
         def dk(k):
             return dec.kind == K[k]
 
-        def read(idx):
-            v = Signal(64)
-            with m.Switch(idx):
-                for i in range(11):
-                    with m.Case(i):
-                        m.d.comb += v.eq(regs[i])
+        def read(port, idx):
+            m.d.comb += port.addr.eq(idx)
+            v = Mux(rf_live.bit_select(idx, 1), port.data, 0)
             # the load in W writes at the end of this cycle
             return Mux(w_valid & (w_idx == idx), w_data, v)
 
-        base_is_src = Cat(dk(isa.LDX), dk(isa.LDXSX), dk(isa.LDIND)).any()
+        # the base register of a memory access straight from the opcode (not the decoded
+        # kind, which is several LUT levels deep): classes LDX (1) and LD with mode IND
+        # (0x40) take src, ST/STX/atomics, ALU and JMP classes (bit 1 or 2 set) take dst
+        opc = insn[0:8]
+        base_is_src = ~opc[2] & ~opc[1] & (opc[0] | opc[6])
         ia = Signal(4)
         m.d.comb += ia.eq(Mux(base_is_src, d_src, d_dst))
         a_val = Signal(64)
-        m.d.comb += a_val.eq(read(ia))
-        b_reg = read(d_src)
+        m.d.comb += a_val.eq(read(rfa_r, ia))
+        b_reg = read(rfb_r, d_src)
         use_imm = ((~dec.srcx & (dk(isa.ALU) | dk(isa.JCOND))) | dk(isa.ST))
         b_val = Mux(use_imm, d_imm.as_signed(), b_reg)
         # branch and call targets, 34-bit signed so that any imm fits
@@ -190,12 +207,19 @@ class CPU(wiring.Component):
             m.d.comb += pb.addr.eq(Mux(dk(isa.EXIT), ret_pc, d_target[0:pw]))
         # the address of a memory access, from the operand D reads (X recomputes it when the
         # base register comes from X's forwarding path, or for ld_abs/ld_ind)
+        # and its end (address + size), added in parallel from off + size (IR bits only),
+        # so that X's window check is a compare of registers. The upper-word flags and the
+        # carry are registered apart and combined in X (hi_ok below).
         d_off32 = Signal(32)
+        d_offn = Signal(32)
         d_lo = Signal(33)
-        m.d.comb += [d_off32.eq(d_off.as_signed()), d_lo.eq(a_val[0:32] + d_off32)]
+        d_end = Signal(32)
+        m.d.comb += [d_off32.eq(d_off.as_signed()),
+                     d_offn.eq(d_off.as_signed() + (1 << dec.size)),
+                     d_lo.eq(a_val[0:32] + d_off32), d_end.eq(a_val[0:32] + d_offn)]
         ahi = a_val[32:64]
-        ahz, ah1, ahm = ahi == 0, ahi == 1, ahi == M32
-        d_hiok = Mux(d_off[15], Mux(d_lo[32], ahz, ah1), Mux(d_lo[32], ahm, ahz))
+        # the access crosses into the next nibble (size <= 8), or wraps past 2^32 (from F to 0)
+        d_ecross = d_end[28:32] != d_lo[28:32]
 
         # ------------------------------------------------------------------ X stage regs
         x_valid = Signal()
@@ -216,12 +240,25 @@ class CPU(wiring.Component):
         x_b = Signal(64)
         x_target = Signal(pw + 1)
         x_tbad = Signal()
+        x_br = Signal()         # a jump with its target in range and no trap
+        x_ja = Signal()
         fwd_a = Signal()        # the operand is the value X wrote as this one left D
         fwd_b = Signal()
         last_wb = Signal(64)
-        m_rdy = Signal()        # m_addr/m_hiok hold this access's address
+        m_rdy = Signal()        # m_addr/m_end and the m_* flags hold this access's address
         m_addr = Signal(32)
-        m_hiok = Signal()       # the upper 32 bits of the 64-bit address are zero
+        m_end = Signal(32)      # m_addr + the access size (low 32 bits)
+        m_ecross = Signal()     # the end lies past the address's 256 MiB window nibble
+        m_ecarry = Signal()     # the end's carry out of bit 31
+        # the upper 32 bits of the 64-bit address are zero when: the base's upper word is
+        # 0 (no carry from a positive off / a carry from a negative one), 1 - carry, or
+        # all ones + carry (negative off); kept as flags, combined in X
+        m_offneg = Signal()
+        m_carry = Signal()
+        m_ahz = Signal()
+        m_ah1 = Signal()
+        m_ahm = Signal()
+        m_hiok = Signal()
         m_went = Signal()       # the access was issued (valid raised) already
         xc = Signal(7)          # cycles spent in X by a multi-cycle instruction
 
@@ -237,9 +274,13 @@ class CPU(wiring.Component):
         sh = Signal(6)
         m.d.comb += sh.eq(Mux(w64, b[0:6], b[0:5]))
         arsh = x_op == (isa.BPF_ARSH >> 4)
+        lsh = x_op == (isa.BPF_LSH >> 4)
+        # one barrel shifter: a left shift is the right shift of the bit-reversed operand,
+        # reversed back (64-bit either way; narrow() keeps the low word of a 32-bit shift)
         rin = Signal(signed(65))
-        m.d.comb += rin.eq(Mux(w64, Cat(a, arsh & a[63]),
-                               Cat(a[0:32], Mux(arsh & a[31], 0x1_FFFF_FFFF, 0))))
+        m.d.comb += rin.eq(Mux(lsh, Cat(a[::-1], 0),
+                               Mux(w64, Cat(a, arsh & a[63]),
+                                   Cat(a[0:32], Mux(arsh & a[31], 0x1_FFFF_FFFF, 0)))))
         shr = Signal(64)
         m.d.comb += shr.eq((rin >> sh)[0:64])
         alu = Signal(64)
@@ -256,7 +297,7 @@ class CPU(wiring.Component):
             with m.Case(isa.BPF_XOR >> 4):
                 m.d.comb += alu.eq(a ^ b)
             with m.Case(isa.BPF_LSH >> 4):
-                m.d.comb += alu.eq(a << sh)
+                m.d.comb += alu.eq(shr[::-1])
             with m.Case(isa.BPF_RSH >> 4, isa.BPF_ARSH >> 4):
                 m.d.comb += alu.eq(shr)
             with m.Case(isa.BPF_NEG >> 4):
@@ -287,13 +328,17 @@ class CPU(wiring.Component):
                 m.d.comb += endr.eq(bswap(a, 8))
 
         # ------------------------------------------------------------------ compare (jumps)
-        ca = Signal(64)
-        cb = Signal(64)
-        m.d.comb += [ca.eq(Mux(w64, a, Cat(C(0, 32), a[0:32]))),
-                     cb.eq(Mux(w64, b, Cat(C(0, 32), b[0:32])))]
-        eq = ca == cb
-        ult = ca < cb
-        slt = Mux(ca[63] ^ cb[63], ca[63], ult)     # signed from the unsigned comparator
+        # two 32-bit comparators combined (no 64-bit operand muxes for jmp32)
+        lo_eq, hi_eq = Signal(), Signal()
+        lo_lt, hi_lt = Signal(), Signal()
+        m.d.comb += [lo_eq.eq(a[0:32] == b[0:32]), hi_eq.eq(a[32:64] == b[32:64]),
+                     lo_lt.eq(a[0:32] < b[0:32]), hi_lt.eq(a[32:64] < b[32:64])]
+        eq = lo_eq & (~w64 | hi_eq)
+        ult = Mux(w64, hi_lt | (hi_eq & lo_lt), lo_lt)
+        sga = Mux(w64, a[63], a[31])
+        sgb = Mux(w64, b[63], b[31])
+        slt = Mux(sga ^ sgb, sga, ult)     # signed from the unsigned comparator
+        jset = (a[0:32] & b[0:32]).any() | (w64 & (a[32:64] & b[32:64]).any())
         taken = Signal()
         with m.Switch(x_op):
             for op, expr in ((isa.BPF_JEQ, eq), (isa.BPF_JNE, ~eq),
@@ -301,7 +346,7 @@ class CPU(wiring.Component):
                              (isa.BPF_JLT, ult), (isa.BPF_JLE, ult | eq),
                              (isa.BPF_JSGT, ~slt & ~eq), (isa.BPF_JSGE, ~slt),
                              (isa.BPF_JSLT, slt), (isa.BPF_JSLE, slt | eq),
-                             (isa.BPF_JSET, (ca & cb).any())):
+                             (isa.BPF_JSET, jset)):
                 with m.Case(op >> 4):
                     m.d.comb += taken.eq(expr)
 
@@ -380,11 +425,14 @@ class CPU(wiring.Component):
                      agu_abs.eq(self.pkt_lo + (Mux(is_k(isa.LDIND), a[0:32], 0) + x_imm)[0:32])]
         agu_addr = Mux(ldabs, agu_abs[0:32], agu[0:32])
         agu_hiok = Mux(ldabs, ~agu_abs[32], agu[32:64] == 0)
-        # the window check, on the registered address
+        agu_end = Signal(33)
+        m.d.comb += agu_end.eq(agu_addr + nbytes)
+        # the window check, on the registered address and end
+        m.d.comb += m_hiok.eq(Mux(m_offneg, Mux(m_carry, m_ahz, m_ah1),
+                                  Mux(m_carry, m_ahm, m_ahz)))
         nib = m_addr[28:32]
-        end28 = Signal(29)
-        mend = Signal(33)
-        m.d.comb += [end28.eq(m_addr[0:28] + nbytes), mend.eq(m_addr + nbytes)]
+        end28 = Cat(m_end[0:28], m_ecross)
+        mend = Cat(m_end, m_ecarry)
 
         def in_win(base, length):
             return (nib == base >> 28) & (end28 <= length)
@@ -403,10 +451,12 @@ class CPU(wiring.Component):
         m.d.comb += at_old.eq(Mux(at_p1_first, ld_q, at_old_r))
         m.d.sync += at_old_r.eq(at_old)
         aimm = x_imm[0:8]
-        at_cmpxchg = aimm == isa.BPF_CMPXCHG
+        is_atomic = is_k(isa.ATOMIC)
+        at_cmpxchg = is_atomic & (aimm == isa.BPF_CMPXCHG)
         vmask = Mux(x_size == 3, (1 << 64) - 1, M32)
         at_new = Signal(64)
-        with m.Switch(aimm & 0xF0):
+        # the store data of every store: other kinds than atomics take the xchg case (b)
+        with m.Switch(Mux(is_atomic, aimm & 0xF0, isa.BPF_XCHG & 0xF0)):
             with m.Case(isa.BPF_ADD):
                 m.d.comb += at_new.eq(at_old + b)
             with m.Case(isa.BPF_OR):
@@ -441,7 +491,7 @@ class CPU(wiring.Component):
         dbus, hlp = self.dbus, self.helper
         m.d.comb += [
             dbus.addr.eq(m_addr), dbus.size.eq(x_size),
-            dbus.wdata.eq(Mux(is_k(isa.ATOMIC), at_new, b)),
+            dbus.wdata.eq(at_new),
             hlp.id.eq(Mux(is_k(isa.CALLX), a[0:32], x_imm)),
             hlp.arg1.eq(regs[1]), hlp.arg2.eq(regs[2]), hlp.arg3.eq(regs[3]),
             hlp.arg4.eq(regs[4]), hlp.arg5.eq(regs[5]),
@@ -491,12 +541,10 @@ class CPU(wiring.Component):
                 m.d.comb += [fin0.eq(1), cnt0.eq(1), kill0.eq(1)]
                 write(x_dst, Cat(x_imm, d_imm))
         with m.Elif(is_k(isa.JA) | is_k(isa.JCOND)):
-            with m.If(is_k(isa.JA) | taken):
-                with m.If(x_tbad):
-                    trap(traps.TRAP_PC)
-                with m.Else():
-                    m.d.comb += [fin0.eq(1), cnt0.eq(1), redirect.eq(1)]
+            with m.If(x_tbad & (is_k(isa.JA) | taken)):
+                trap(traps.TRAP_PC)
             with m.Else():
+                # a taken one redirects the front end through redirect_br below
                 m.d.comb += [fin0.eq(1), cnt0.eq(1)]
         with m.Elif(is_load | is_store | ldabs):
             with m.If(~m_rdy):
@@ -542,6 +590,7 @@ class CPU(wiring.Component):
                              fr_wp.data.eq(Cat((x_pc + 1)[0:pw + 1], regs[6], regs[7],
                                                regs[8], regs[9]))]
                 m.d.sync += [depth.eq(depth + 1), regs[10].eq(regs[10] - memmap.STACK_FRAME)]
+                m.d.comb += pend_set.eq(1 << 10)
         with m.Elif(is_k(isa.CALL) | is_k(isa.CALLX)):
             m.d.comb += hlp.req.eq(1)
             with m.If(hlp.ack):
@@ -561,6 +610,7 @@ class CPU(wiring.Component):
                 m.d.sync += [depth.eq(depth - 1),
                              regs[10].eq(regs[10] + memmap.STACK_FRAME)]
                 m.d.sync += [regs[6 + i].eq(rest[64 * i:64 * i + 64]) for i in range(4)]
+                m.d.comb += pend_set.eq(0b111_1100_0000)
         with m.Else():
             trap(traps.TRAP_ILLEGAL)
 
@@ -577,7 +627,10 @@ class CPU(wiring.Component):
         with m.If(x_valid & ~fin & ~stop):
             m.d.sync += xc.eq(xc + 1)
             with m.If(~m_rdy):
-                m.d.sync += [m_rdy.eq(1), m_addr.eq(agu_addr), m_hiok.eq(agu_hiok)]
+                m.d.sync += [m_rdy.eq(1), m_addr.eq(agu_addr), m_end.eq(agu_end[0:32]),
+                             m_ecarry.eq(agu_end[32]),
+                             m_ecross.eq(agu_end[28:32] != agu_addr[28:32]),
+                             m_offneg.eq(0), m_carry.eq(0), m_ahz.eq(agu_hiok)]
             with m.Elif(issue):
                 m.d.sync += m_went.eq(1)
                 with m.If(~win_ok & is_mem):
@@ -593,6 +646,29 @@ class CPU(wiring.Component):
         for i in range(10):
             with m.If((w_valid & (w_idx == i)) | (wb_en & (wb_idx == i) & running)):
                 m.d.sync += regs[i].eq(rf_data)
+        # the LUT RAM copies: the same write, or else the copy of the lowest pending register
+        com_en = Signal()
+        com_idx = Signal(4)
+        m.d.comb += [com_en.eq(w_valid | (wb_en & running)),
+                     com_idx.eq(Mux(w_valid, w_idx, wb_idx))]
+        seq_idx = Signal(4)
+        seq_val = Signal(64)
+        pend_src = (1, 2, 6, 7, 8, 9, 10)
+        for i in reversed(pend_src):
+            with m.If(rf_pend[i]):
+                m.d.comb += [seq_idx.eq(i), seq_val.eq(regs[i])]
+        rf_we = Signal()
+        rf_wa = Signal(4)
+        rf_wd = Signal(64)
+        with m.If(com_en):
+            m.d.comb += [rf_we.eq(com_idx != 10), rf_wa.eq(com_idx), rf_wd.eq(rf_data)]
+        with m.Elif(rf_pend.any() & running):
+            m.d.comb += [rf_we.eq(1), rf_wa.eq(seq_idx), rf_wd.eq(seq_val)]
+        for wp in (rfa_w, rfb_w):
+            m.d.comb += [wp.addr.eq(rf_wa), wp.data.eq(rf_wd), wp.en.eq(rf_we)]
+        rf_wbit = Signal(16)
+        m.d.comb += rf_wbit.eq(Mux(rf_we, 1 << rf_wa, 0))
+        m.d.sync += [rf_live.eq(rf_live | rf_wbit), rf_pend.eq((rf_pend & ~rf_wbit) | pend_set)]
         with m.If(wb_en):
             m.d.sync += last_wb.eq(wb_data)
         m.d.sync += w_valid.eq(0)
@@ -610,9 +686,10 @@ class CPU(wiring.Component):
         x_ld = x_valid & (is_load | ldabs)
         x_ld_dst = Mux(ldabs, 0, x_dst)
         hazard = Signal()
-        m.d.comb += hazard.eq(ir_valid & x_ld & (
+        pend_hit = rf_pend.bit_select(ia, 1) | (~use_imm & rf_pend.bit_select(d_src, 1))
+        m.d.comb += hazard.eq(ir_valid & ((x_ld & (
             (ia == x_ld_dst) | (~use_imm & (d_src == x_ld_dst))
-            | dk(isa.CALL) | dk(isa.CALLX) | dk(isa.EXIT) | dk(isa.ATOMIC)))
+            | dk(isa.CALL) | dk(isa.CALLX) | dk(isa.EXIT) | dk(isa.ATOMIC))) | pend_hit))
 
         d_abs = dk(isa.LDABS) | dk(isa.LDIND)
         nf_a = wb_en & (wb_idx == ia)
@@ -626,27 +703,33 @@ class CPU(wiring.Component):
             m.d.sync += [pc_b.eq(0), ir_valid.eq(0), running.eq(1), x_valid.eq(0),
                          w_valid.eq(0), count.eq(0), cycles.eq(0), trap_r.eq(0),
                          trap_pc_r.eq(0), depth.eq(0), budget_hit.eq(self.budget == 0)]
+            m.d.sync += [rf_live.eq(0), rf_pend.eq(0b100_0000_0110)]
             for i in range(11):
                 m.d.sync += regs[i].eq({1: self.r1_init, 2: self.r2_init,
                                         10: memmap.frame_top(0)}.get(i, 0))
         with m.Elif(~running):
             m.d.comb += [fa_addr.eq(self.pm_addr), pa.en.eq(0)]
+        def do_redirect():
+            if self.target_port:
+                # the target was read on port B while the branch was in D
+                m.d.comb += [fa_addr.eq(x_target + 1), pa.en.eq(1)]
+                m.d.sync += [x_valid.eq(0), ir.eq(pb.data), pc_ir.eq(x_target),
+                             ir_valid.eq(1), pc_b.eq(x_target + 1)]
+            else:
+                m.d.comb += [fa_addr.eq(x_target), pa.en.eq(1)]
+                m.d.sync += [x_valid.eq(0), ir_valid.eq(0), pc_b.eq(x_target)]
+
         with m.Elif(fin & ~stop):
             with m.If(redirect):
-                if self.target_port:
-                    # the target was read on port B while the branch was in D
-                    m.d.comb += [fa_addr.eq(x_target + 1), pa.en.eq(1)]
-                    m.d.sync += [x_valid.eq(0), ir.eq(pb.data), pc_ir.eq(x_target),
-                                 ir_valid.eq(1), pc_b.eq(x_target + 1)]
-                else:
-                    m.d.comb += [fa_addr.eq(x_target), pa.en.eq(1)]
-                    m.d.sync += [x_valid.eq(0), ir_valid.eq(0), pc_b.eq(x_target)]
+                do_redirect()
             with m.Elif(kill_lddw):
                 m.d.sync += x_valid.eq(0)
                 front_advance()
             with m.Elif(hazard):
+                # port A reads its slot again (rather than a disabled port): its enable
+                # then does not depend on the redirect, i.e. on the branch comparison
                 m.d.sync += x_valid.eq(0)
-                m.d.comb += pa.en.eq(0)
+                m.d.comb += [fa_addr.eq(pc_b), pa.en.eq(1)]
             with m.Else():
                 front_advance()
                 m.d.sync += [x_valid.eq(ir_valid), x_pc.eq(pc_ir),
@@ -656,12 +739,24 @@ class CPU(wiring.Component):
                              x_src.eq(d_src), x_off.eq(d_off), x_imm.eq(d_imm), x_a.eq(a_val),
                              x_b.eq(b_val), fwd_a.eq(nf_a),
                              fwd_b.eq(wb_en & (wb_idx == d_src) & ~use_imm),
+                             x_br.eq((dk(isa.JA) | dk(isa.JCOND)) & ~d_tbad & (d_trap == 0)),
+                             x_ja.eq(dk(isa.JA)),
                              x_target.eq(Mux(dk(isa.EXIT), ret_pc, d_target[0:pw + 1])),
                              x_tbad.eq(d_tbad & ~dk(isa.EXIT)),
                              m_rdy.eq(~nf_a & ~d_abs), m_addr.eq(d_lo[0:32]),
-                             m_hiok.eq(d_hiok)]
+                             m_end.eq(d_end), m_ecross.eq(d_ecross),
+                             m_ecarry.eq(d_ecross & (d_end[28:32] == 0)),
+                             m_offneg.eq(d_off[15]), m_carry.eq(d_lo[32]),
+                             m_ahz.eq(ahi == 0), m_ah1.eq(ahi == 1), m_ahm.eq(ahi == M32)]
         with m.Else():
             m.d.comb += pa.en.eq(0)
+        # a taken jump: its X cycle always finishes (x_br: in range, no trap; the budget is
+        # a flip-flop), so the comparison drives only this last override of the front end
+        # (the muxes into IR, pc and port A's address), not fin, stop or any enable chain
+        redirect_br = Signal()
+        m.d.comb += redirect_br.eq(x_valid & x_br & ~budget_hit & (x_ja | taken))
+        with m.If(redirect_br):
+            do_redirect()
         with m.If(running & stop):
             m.d.sync += [running.eq(0), x_valid.eq(0), trap_r.eq(stop_trap),
                          trap_pc_r.eq(Mux(stop_trap != 0, x_pc, 0))]
