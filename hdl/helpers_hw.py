@@ -123,7 +123,7 @@ class HelperUnit(wiring.Component):
             m.d.sync += rng.eq(self.seed)
 
         # ------------------------------------------------------------- working registers
-        op = Signal(32)
+        op = Signal(8)              # (a helper id: every supported one is below 256)
         a1, a2, a3, a4, a5 = (Signal(64, name=f"a{i}") for i in range(1, 6))
         # r0: 32 low bits and where the high 32 come from (zero, ones, res_hi, cpu_r0)
         res = Signal(32)
@@ -155,12 +155,12 @@ class HelperUnit(wiring.Component):
         hacc = Signal(64)
         SW = max(8, cfg.map_bytes.bit_length())  # a slot index (no map has more slots)
         s = Signal(SW)              # slot (the hash probe, an array index, the LPM scan)
-        probes = Signal(32)
+        probes = Signal(SW)
         found = Signal()
         free = Signal(SW)
         free_ok = Signal()
         st = Signal(8)
-        cnt = Signal(32)
+        cnt = Signal(SW)            # a map's entry count (at most its slots)
         tmp = Signal(64)
         imode = Signal(2)           # insert: 0 new, 1 new + evict, 2 replace in place
         ret = Signal(3)
@@ -168,13 +168,13 @@ class HelperUnit(wiring.Component):
         cp_dst = Signal(32)
         cp_len = Signal(16)
         cp_zero = Signal()
-        lpm_p = Signal(32)
+        lpm_p = Signal(12)
         lpm_ok = Signal()
         best_ok = Signal()
-        best_p = Signal(32)
+        best_p = Signal(12)
         best_i = Signal(SW)
-        cs_a = Signal(48)
-        cs_b = Signal(48)
+        cs_a = Signal(41)       # (at most 128 words and the seed: no carry beyond)
+        cs_b = Signal(41)
         mm_i = Signal(8)
         cpu_i = Signal(8)
         lock = Signal()
@@ -185,6 +185,11 @@ class HelperUnit(wiring.Component):
         idx32 = k0
         MAPB = memmap.MAP_BASE
 
+        # x < max_entries for a u32 x: every map's entries fit in map memory, so max_entries
+        # is below 2**SW and so is any x it admits
+        def below_maxe(x):
+            return (x[SW:32] == 0) & (x[0:SW] < maxe[0:SW])
+
         # One address unit for the slot s: its value (of core va_cpu: this core unless a
         # state says otherwise), its key word ki, its state byte. Every map state addresses
         # through s, so there is one multiplier-adder of each kind, not one per state.
@@ -193,9 +198,14 @@ class HelperUnit(wiring.Component):
         va = Signal(32)
         ka = Signal(32)
         sa = Signal(32)
-        m.d.comb += [va.eq((MAPB + base + s * stride + cpustride * va_cpu)[:32]),
-                     ka.eq((MAPB + kbase + s * kstride + (ki << 3))[:32]),
-                     sa.eq((MAPB + meta + 8 + s)[:32])]
+        ma = Signal(32)
+        assert MAPB % (1 << 30) == 0
+        m.d.comb += [va.eq(MAPB | (base + s * stride + cpustride * va_cpu)[:30]),
+                     ka.eq(MAPB | (kbase + s * kstride + (ki << 3))[:30]),
+                     sa.eq(MAPB | (meta + 8 + s)[:30]),
+                     ma.eq(MAPB | meta[0:30])]
+        cnt_new = Signal(SW)
+        m.d.comb += cnt_new.eq(cnt + Mux(op == H_DELETE, (1 << SW) - 1, 1))
 
         def value_addr(cpu=None):
             if cpu is not None:
@@ -230,9 +240,11 @@ class HelperUnit(wiring.Component):
             return ((v[32:64] == 0) & (v[0:32] >= memmap.MAP_HANDLE_BASE) & (r[0:8] == 0)
                     & (r[8:32] < self.nmaps)), r[8:8 + len(mapn)]
 
+        # (the upper half of wdata matters to 8-byte writes only: a key word or a copied
+        # chunk; it is driven outside the states, the states drive the lower half)
         def access(addr, size, we=0, wdata=0):
             m.d.comb += [bus.valid.eq(1), bus.addr.eq(addr), bus.size.eq(size), bus.we.eq(we),
-                         bus.wdata.eq(wdata)]
+                         bus.wdata[0:32].eq(Value.cast(wdata)[0:32])]
             return bus.ready
 
         def set_res(value, hi=None):
@@ -317,7 +329,7 @@ class HelperUnit(wiring.Component):
         def fold(v):
             s1 = Signal(34)
             s2 = Signal(33)
-            m.d.comb += [s1.eq(v[0:32] + v[32:48]), s2.eq(s1[0:32] + s1[32:34])]
+            m.d.comb += [s1.eq(v[0:32] + v[32:41]), s2.eq(s1[0:32] + s1[32:34])]
             return s2[0:32]
 
         fa = fold(cs_a)
@@ -334,13 +346,30 @@ class HelperUnit(wiring.Component):
         tp_l = Signal(2)             # 'l' count
         tp_re = Signal()             # the byte after %p is itself still to be parsed
         tp_v = Signal(64)            # number: magnitude
-        tp_p = Signal(72)            # number: the next power of the base
+        tp_p = Signal(68)            # number: the next power of the base (10**20 < 2**67)
         tp_hex = Signal()
         tp_nd = Signal(5)            # digits so far
         tp_x = Signal(2)             # characters besides the digits (sign, "0x")
-        tp_cnt = Signal(32)          # characters of the conversion (before padding)
+        tp_cnt = Signal(8)           # characters of the conversion (before padding)
         tp_sphz = Signal()           # %s: the pointer's upper word is zero
         targ = Array([a3, a4, a5, a5])[tp_n]
+        # the number of a conversion: loaded by TP_CH (num_ld; %p: the raw value, %d/%i:
+        # the magnitude, else the 32- or 64-bit value), a power of the base a TP_NUM cycle
+        num_ld, num_ptr, num_sgn, num_hex = Signal(), Signal(), Signal(), Signal()
+        num_step = Signal()
+        t_arg32 = Mux(tp_l != 0, targ, targ[0:32])
+        t_neg = Mux(tp_l != 0, targ[63], targ[31])
+        t_negv = Signal(64)
+        m.d.comb += t_negv.eq(-t_arg32)           # one negation for 32 and 64 bits
+        t_mag = Mux(tp_l != 0, t_negv, t_negv[0:32])
+        with m.If(num_ld):
+            m.d.sync += [tp_v.eq(Mux(num_ptr, targ, Mux(num_sgn & t_neg, t_mag, t_arg32))),
+                         tp_p.eq(Mux(num_ptr | num_hex, 16, 10)), tp_hex.eq(num_ptr | num_hex),
+                         tp_nd.eq(1),
+                         tp_x.eq(Mux(num_ptr, 2, Mux(num_sgn, t_neg | tp_fl[1] | tp_fl[2], 0)))]
+        with m.Elif(num_step):
+            m.d.sync += [tp_nd.eq(tp_nd + 1),
+                         tp_p.eq(Mux(tp_hex, tp_p << 4, (tp_p << 3) + (tp_p << 1)))]
         m.d.comb += [self.tr_rec.eq(Cat(a1[0:32], a2[0:13], Const(0, 3), Const(self.core, 8),
                                         Const(0, 8), tp_len, Const(0, 32), tp_kt, a3, a4, a5))]
 
@@ -353,7 +382,7 @@ class HelperUnit(wiring.Component):
             with m.Case(3):
                 m.d.comb += res_hi_out.eq(self.cpu_r0[32:64])
 
-        with m.FSM(name="helper"):
+        with m.FSM(name="helper") as fsm:
             with m.State("IDLE"):
                 m.d.sync += [trap.eq(0), ex.eq(0), lock.eq(0)]
                 with m.If(h.req):
@@ -408,7 +437,8 @@ class HelperUnit(wiring.Component):
                             fault(traps.TRAP_HELPER)
 
             with m.State("ACK"):
-                m.d.comb += [h.ack.eq(1), h.r0.eq(Cat(res, res_hi_out)), h.trap.eq(trap), h.exit.eq(ex)]
+                m.d.comb += [h.ack.eq(1), h.r0.eq(Cat(res, res_hi_out)), h.trap.eq(trap),
+                             h.exit.eq(ex)]
                 m.d.sync += lock.eq(0)
                 m.next = "IDLE"
 
@@ -424,7 +454,7 @@ class HelperUnit(wiring.Component):
                     with m.Case(H_TAIL_CALL):
                         with m.If(dtype != BPF_MAP_TYPE_PROG_ARRAY):
                             fault(traps.TRAP_HELPER_FAULT)
-                        with m.Elif((a3[0:32] >= maxe) | (tcount >= MAX_TAIL_CALLS)):
+                        with m.Elif(~below_maxe(a3) | (tcount >= MAX_TAIL_CALLS)):
                             finish(self.cpu_r0[0:32], self.cpu_r0)
                         with m.Else():
                             m.d.sync += s.eq(a3[0:32])
@@ -432,7 +462,7 @@ class HelperUnit(wiring.Component):
                     with m.Case(H_REDIRECT_MAP):
                         with m.If((a3 & ~Const(3 | 8 | 16, 64)) != 0):
                             finish(0)
-                        with m.Elif((dtype != BPF_MAP_TYPE_DEVMAP) | (a2[0:32] >= maxe)):
+                        with m.Elif((dtype != BPF_MAP_TYPE_DEVMAP) | ~below_maxe(a2)):
                             finish(a3[0:2])
                         with m.Else():
                             m.d.sync += s.eq(a2[0:32])
@@ -487,14 +517,14 @@ class HelperUnit(wiring.Component):
                     with m.Case(BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY):
                         with m.Switch(op):
                             with m.Case(H_LOOKUP):
-                                with m.If(idx32 < maxe):
+                                with m.If(below_maxe(idx32)):
                                     finish(value_addr())
                                 with m.Else():
                                     finish(0)
                             with m.Case(H_UPDATE):
-                                with m.If((a4 & ~Const(4, 64)) > 2):
+                                with m.If((a4[3:64] != 0) | (a4[0:2] == 3)):
                                     finish(_neg(EINVAL))
-                                with m.Elif(idx32 >= maxe):
+                                with m.Elif(~below_maxe(idx32)):
                                     finish(_neg(E2BIG))
                                 with m.Elif(a4[0]):
                                     finish(_neg(EEXIST))
@@ -508,7 +538,7 @@ class HelperUnit(wiring.Component):
                             with m.Default():
                                 finish(_neg(EINVAL))
                     with m.Case(BPF_MAP_TYPE_ARRAY_OF_MAPS):
-                        with m.If((op == H_LOOKUP) & (idx32 < maxe)):
+                        with m.If((op == H_LOOKUP) & below_maxe(idx32)):
                             m.d.sync += s.eq(idx32)
                             m.next = "AOM"
                         with m.Elif(op == H_LOOKUP):
@@ -516,7 +546,7 @@ class HelperUnit(wiring.Component):
                         with m.Else():
                             finish(_neg(EINVAL))
                     with m.Case(BPF_MAP_TYPE_DEVMAP):
-                        with m.If((op == H_LOOKUP) & (idx32 < maxe)):
+                        with m.If((op == H_LOOKUP) & below_maxe(idx32)):
                             m.d.sync += s.eq(idx32)
                             m.next = "DEVL"
                         with m.Elif(op == H_LOOKUP):
@@ -578,7 +608,7 @@ class HelperUnit(wiring.Component):
                         m.d.sync += ki.eq(ki + 1)
             with m.State("P_NEXT"):
                 m.d.sync += [probes.eq(probes + 1), s.eq((s + 1) & mask)]
-                with m.If(probes >= mask):
+                with m.If(probes >= mask[0:SW]):
                     m.next = "P_END"
                 with m.Else():
                     m.next = "P_ST"
@@ -617,11 +647,11 @@ class HelperUnit(wiring.Component):
                         finish(0)
             # insert a new key: the entry count decides between insert, evict and E2BIG
             with m.State("CNT_RD"):
-                with m.If(access((MAPB + meta)[:32], 2)):
+                with m.If(access(ma, 2)):
                     m.d.sync += cnt.eq(bus.rdata[0:32])
                     lru = (dtype == BPF_MAP_TYPE_LRU_HASH) | (
                         dtype == BPF_MAP_TYPE_LRU_PERCPU_HASH)
-                    with m.If(bus.rdata[0:32] >= maxe):
+                    with m.If(~below_maxe(bus.rdata)):
                         with m.If(~lru):
                             finish(_neg(E2BIG))
                         with m.Elif(free_ok):
@@ -669,14 +699,14 @@ class HelperUnit(wiring.Component):
                     with m.Else():
                         finish(0)
             with m.State("CNT_WR"):
-                with m.If(access((MAPB + meta)[:32], 2, 1, cnt + 1)):
+                with m.If(access(ma, 2, 1, cnt_new)):
                     finish(0)
             # eviction (LRU maps when full): the next valid slot after the new entry
             with m.State("EV_ST"):
                 with m.If(access(sa, 0)):
                     with m.If((bus.rdata[0:8] == C.SLOT_VALID) & (s != free)):
                         m.next = "EV_DEL"
-                    with m.Elif(probes >= mask):
+                    with m.Elif(probes >= mask[0:SW]):
                         finish(0)
                     with m.Else():
                         m.d.sync += [s.eq((s + 1) & mask), probes.eq(probes + 1)]
@@ -687,19 +717,20 @@ class HelperUnit(wiring.Component):
                 with m.If(access(sa, 0, 1, C.SLOT_DELETED)):
                     m.next = "DEL_CNT"
             with m.State("DEL_CNT"):
-                with m.If(access((MAPB + meta)[:32], 2)):
+                with m.If(access(ma, 2)):
                     m.d.sync += cnt.eq(bus.rdata[0:32])
                     m.next = "DEL_CNT2"
             with m.State("DEL_CNT2"):
-                with m.If(access((MAPB + meta)[:32], 2, 1, cnt - 1)):
+                with m.If(access(ma, 2, 1, cnt_new)):
                     finish(0)
 
             # --------------------------------------------------------- LPM trie (lookups)
             with m.State("LPM_CNT"):
-                with m.If(access((MAPB + meta)[:32], 2)):
+                with m.If(access(ma, 2)):
                     m.d.sync += [cnt.eq(bus.rdata[0:32]), ki.eq(0), lpm_ok.eq(1)]
-                    dbits = ((ksz - 4) << 3)[:16]
-                    m.d.sync += lpm_p.eq(Mux(k0 > dbits, dbits, k0))
+                    dbits = ((ksz - 4) << 3)[:12]
+                    m.d.sync += lpm_p.eq(Mux((k0[12:32] != 0) | (k0[0:12] > dbits), dbits,
+                                             k0[0:12]))
                     m.next = "LPM_W"
             with m.State("LPM_W"):
                 with m.If(s >= cnt):
@@ -712,10 +743,11 @@ class HelperUnit(wiring.Component):
                         bm = lpm_mask(ki, p)        # 64-bit mask, one byte per lane
                         with m.If(ki == 0):
                             m.d.sync += tmp.eq(w)
-                        ok = lpm_ok & (((w ^ k_rd.data) & bm) == 0) & (p <= lpm_p)
+                        ok = (lpm_ok & (((w ^ k_rd.data) & bm) == 0) & (p[12:32] == 0)
+                              & (p[0:12] <= lpm_p))
                         with m.If(ki + 1 >= kwords):
-                            with m.If(ok & (~best_ok | (p > best_p))):
-                                m.d.sync += [best_ok.eq(1), best_p.eq(p), best_i.eq(s)]
+                            with m.If(ok & (~best_ok | (p[0:12] > best_p))):
+                                m.d.sync += [best_ok.eq(1), best_p.eq(p[0:12]), best_i.eq(s)]
                             m.d.sync += [ki.eq(0), s.eq(s + 1), lpm_ok.eq(1)]
                         with m.Else():
                             m.d.sync += [ki.eq(ki + 1), lpm_ok.eq(ok)]
@@ -759,7 +791,8 @@ class HelperUnit(wiring.Component):
             tsz = a4[0:32]
             with m.State("CS0"):
                 win_ok(a1, fsz)
-                with m.If(((fsz | tsz)[0:2] != 0) | ((fsz + tsz) > 512) | (a2[32:] != 0)
+                with m.If(((fsz | tsz)[0:2] != 0) | (a2[10:32] != 0) | (a4[10:32] != 0)
+                          | ((fsz[0:10] + tsz[0:10]) > 512) | (a2[32:] != 0)
                           | (a4[32:] != 0)):
                     finish(_neg(EINVAL))
                 with m.Elif((fsz != 0) & ~wo_ok):
@@ -809,143 +842,139 @@ class HelperUnit(wiring.Component):
                 finish(t[16:32])
 
             # --------------------------------------------------------- trace_printk
-            fmt_sz = a2[0:32]
-            with m.State("TP0"):
-                win_ok(a1, fmt_sz)
-                with m.If((fmt_sz == 0) | (fmt_sz > 4096)):
-                    finish(_neg(EINVAL))
-                with m.Elif(~wo_ok):
-                    fault(traps.TRAP_MEM)
-                with m.Else():
-                    m.d.sync += [cp_src.eq(a1[0:32]), cp_len.eq(fmt_sz), tp_n.eq(0), tp_len.eq(0), tp_st.eq(TP_LIT),
-                                 tp_fl.eq(0), tp_w.eq(0), tp_l.eq(0), tp_re.eq(0)]
-                    m.next = "TP_RD"
-            with m.State("TP_RD"):            # (cp_src: the next byte, cp_len: bytes left)
-                m.d.comb += cp_step.eq(1)
-                with m.If(cp_len == 0):
-                    finish(_neg(EINVAL))            # no NUL within fmt_size
-                with m.Else():
-                    with m.If(access(cp_src, 0)):
-                        m.d.sync += [tp_ch.eq(bus.rdata[0:8]), cp_src.eq(cp_src_next),
-                                     cp_len.eq(cp_len_next)]
-                        m.next = "TP_CH"
-            with m.State("TP_CH"):
-                ch = tp_ch
-                is_space = (ch == 0x20) | ((ch >= 9) & (ch <= 13))
-                printable = ((ch >= 0x20) & (ch <= 0x7E)) | is_space
-                is_digit = (ch >= ord("0")) & (ch <= ord("9"))
-                alnum = is_digit | ((ch | 0x20) >= ord("a")) & ((ch | 0x20) <= ord("z"))
-                conv_ok = (tp_st == TP_PCT) | (tp_st == TP_FLAGS) | (tp_st == TP_WIDTH)
-                arg = targ
-                arg32 = Mux(tp_l != 0, arg, arg[0:32])
-                neg = Mux(tp_l != 0, arg[63], arg[31])
-                mag = Mux(tp_l != 0, (-arg)[0:64], (-arg[0:32])[0:32])
-                with m.If(tp_st == TP_PTR):
-                    # the byte after %p: 'x' is %px, NUL, space or punctuation a plain %p
-                    with m.If(ch == ord("x")):
-                        m.d.sync += tp_cnt.eq(16)
+            if cfg.trace_depth:     # (no trace unit: no format parser either)
+                fmt_sz = a2[0:32]
+                with m.State("TP0"):
+                    win_ok(a1, fmt_sz)
+                    with m.If((fmt_sz == 0) | (fmt_sz > 4096)):
+                        finish(_neg(EINVAL))
+                    with m.Elif(~wo_ok):
+                        fault(traps.TRAP_MEM)
+                    with m.Else():
+                        m.d.sync += [cp_src.eq(a1[0:32]), cp_len.eq(fmt_sz), tp_n.eq(0),
+                                     tp_len.eq(0), tp_st.eq(TP_LIT),
+                                     tp_fl.eq(0), tp_w.eq(0), tp_l.eq(0), tp_re.eq(0)]
+                        m.next = "TP_RD"
+                with m.State("TP_RD"):            # (cp_src: the next byte, cp_len: bytes left)
+                    m.d.comb += cp_step.eq(1)
+                    with m.If(cp_len == 0):
+                        finish(_neg(EINVAL))            # no NUL within fmt_size
+                    with m.Else():
+                        with m.If(access(cp_src, 0)):
+                            m.d.sync += [tp_ch.eq(bus.rdata[0:8]), cp_src.eq(cp_src_next),
+                                         cp_len.eq(cp_len_next)]
+                            m.next = "TP_CH"
+                with m.State("TP_CH"):
+                    ch = tp_ch
+                    is_space = (ch == 0x20) | ((ch >= 9) & (ch <= 13))
+                    printable = ((ch >= 0x20) & (ch <= 0x7E)) | is_space
+                    is_digit = (ch >= ord("0")) & (ch <= ord("9"))
+                    alnum = is_digit | ((ch | 0x20) >= ord("a")) & ((ch | 0x20) <= ord("z"))
+                    conv_ok = (tp_st == TP_PCT) | (tp_st == TP_FLAGS) | (tp_st == TP_WIDTH)
+                    arg = targ
+                    with m.If(tp_st == TP_PTR):
+                        # the byte after %p: 'x' is %px, NUL, space or punctuation a plain %p
+                        with m.If(ch == ord("x")):
+                            m.d.sync += tp_cnt.eq(16)
+                            m.next = "TP_PAD"
+                        with m.Elif((ch == 0) | is_space | (printable & ~alnum)):
+                            m.d.comb += [num_ld.eq(1), num_ptr.eq(1)]
+                            m.d.sync += tp_re.eq(1)
+                            m.next = "TP_NUM"
+                        with m.Else():
+                            finish(_neg(EINVAL))
+                    with m.Elif(ch == 0):
+                        with m.If(tp_st == TP_LIT):
+                            m.next = "TP_WR"
+                        with m.Else():
+                            finish(_neg(EINVAL))
+                    with m.Elif(~printable):
+                        finish(_neg(EINVAL))
+                    with m.Elif(tp_st == TP_LIT):
+                        with m.If(ch == ord("%")):
+                            m.d.sync += tp_st.eq(TP_PCT)
+                        with m.Else():
+                            m.d.sync += tp_len.eq(tp_len + 1)
+                        m.next = "TP_RD"
+                    with m.Elif((tp_st == TP_PCT) & (ch == ord("%"))):
+                        m.d.sync += [tp_len.eq(tp_len + 1), tp_st.eq(TP_LIT)]
+                        m.next = "TP_RD"
+                    with m.Elif((tp_st == TP_PCT) & (tp_n == 3)):
+                        finish(_neg(EINVAL))            # a fourth conversion
+                    with m.Elif(((tp_st == TP_PCT) | (tp_st == TP_FLAGS))
+                                & ((ch == ord("0")) | (ch == ord("+")) | (ch == ord("-"))
+                                   | (ch == ord(" ")))):
+                        with m.If(ch == ord("-")):
+                            m.d.sync += tp_fl[0].eq(1)
+                        with m.If(ch == ord("+")):
+                            m.d.sync += tp_fl[1].eq(1)
+                        with m.If(ch == ord(" ")):
+                            m.d.sync += tp_fl[2].eq(1)
+                        m.d.sync += tp_st.eq(TP_FLAGS)
+                        m.next = "TP_RD"
+                    with m.Elif(((tp_st == TP_PCT) | (tp_st == TP_FLAGS)) & is_digit
+                                & (ch != ord("0"))):
+                        m.d.sync += [tp_w.eq(ch - ord("0")), tp_st.eq(TP_WIDTH)]
+                        m.next = "TP_RD"
+                    with m.Elif((tp_st == TP_WIDTH) & is_digit):
+                        m.d.sync += tp_w.eq(((tp_w << 3) + (tp_w << 1) + (ch - ord("0")))[0:32])
+                        m.next = "TP_RD"
+                    with m.Elif(conv_ok & (ch == ord("p"))):
+                        m.d.sync += tp_st.eq(TP_PTR)
+                        m.next = "TP_RD"
+                    with m.Elif(conv_ok & (ch == ord("c"))):
+                        m.d.sync += tp_cnt.eq(1)
                         m.next = "TP_PAD"
-                    with m.Elif((ch == 0) | is_space | (printable & ~alnum)):
-                        m.d.sync += [tp_v.eq(arg), tp_p.eq(16), tp_hex.eq(1), tp_nd.eq(1),
-                                     tp_x.eq(2), tp_re.eq(1)]
+                    with m.Elif(conv_ok & (ch == ord("s"))):
+                        m.d.sync += [cp_dst.eq(arg[0:32]), tp_sphz.eq(arg[32:64] == 0),
+                                     tp_cnt.eq(0)]
+                        m.next = "TP_STR"
+                    with m.Elif((conv_ok | (tp_st == TP_LONG)) & (ch == ord("l")) & (tp_l != 2)):
+                        m.d.sync += [tp_l.eq(tp_l + 1), tp_st.eq(TP_LONG)]
+                        m.next = "TP_RD"
+                    with m.Elif((conv_ok | (tp_st == TP_LONG))
+                                & ((ch == ord("d")) | (ch == ord("i")))):
+                        m.d.comb += [num_ld.eq(1), num_sgn.eq(1)]
+                        m.next = "TP_NUM"
+                    with m.Elif((conv_ok | (tp_st == TP_LONG))
+                                & ((ch == ord("u")) | (ch == ord("x")) | (ch == ord("X")))):
+                        m.d.comb += [num_ld.eq(1), num_hex.eq(ch != ord("u"))]
                         m.next = "TP_NUM"
                     with m.Else():
                         finish(_neg(EINVAL))
-                with m.Elif(ch == 0):
-                    with m.If(tp_st == TP_LIT):
-                        m.next = "TP_WR"
+                # digits of tp_v: one power of the base a cycle (at most 20)
+                with m.State("TP_NUM"):
+                    with m.If((tp_p <= tp_v) & (tp_nd != 20)):
+                        m.d.comb += num_step.eq(1)
                     with m.Else():
-                        finish(_neg(EINVAL))
-                with m.Elif(~printable):
-                    finish(_neg(EINVAL))
-                with m.Elif(tp_st == TP_LIT):
-                    with m.If(ch == ord("%")):
-                        m.d.sync += tp_st.eq(TP_PCT)
+                        m.d.sync += tp_cnt.eq(tp_nd + tp_x)
+                        m.next = "TP_PAD"
+                # %s: the string's length (up to STR_MAX bytes; unreadable: empty, as the kernel)
+                with m.State("TP_STR"):           # (cp_dst: the next byte of the string)
+                    m.d.comb += cp_step.eq(1)
+                    with m.If((tp_cnt == 255) | ~win_ok(cp_dst, 1, tp_sphz)):
+                        with m.If(tp_cnt != 255):
+                            m.d.sync += tp_cnt.eq(0)
+                        m.next = "TP_PAD"
                     with m.Else():
-                        m.d.sync += tp_len.eq(tp_len + 1)
-                    m.next = "TP_RD"
-                with m.Elif((tp_st == TP_PCT) & (ch == ord("%"))):
-                    m.d.sync += [tp_len.eq(tp_len + 1), tp_st.eq(TP_LIT)]
-                    m.next = "TP_RD"
-                with m.Elif((tp_st == TP_PCT) & (tp_n == 3)):
-                    finish(_neg(EINVAL))            # a fourth conversion
-                with m.Elif(((tp_st == TP_PCT) | (tp_st == TP_FLAGS))
-                            & ((ch == ord("0")) | (ch == ord("+")) | (ch == ord("-"))
-                               | (ch == ord(" ")))):
-                    with m.If(ch == ord("-")):
-                        m.d.sync += tp_fl[0].eq(1)
-                    with m.If(ch == ord("+")):
-                        m.d.sync += tp_fl[1].eq(1)
-                    with m.If(ch == ord(" ")):
-                        m.d.sync += tp_fl[2].eq(1)
-                    m.d.sync += tp_st.eq(TP_FLAGS)
-                    m.next = "TP_RD"
-                with m.Elif(((tp_st == TP_PCT) | (tp_st == TP_FLAGS)) & is_digit
-                            & (ch != ord("0"))):
-                    m.d.sync += [tp_w.eq(ch - ord("0")), tp_st.eq(TP_WIDTH)]
-                    m.next = "TP_RD"
-                with m.Elif((tp_st == TP_WIDTH) & is_digit):
-                    m.d.sync += tp_w.eq(((tp_w << 3) + (tp_w << 1) + (ch - ord("0")))[0:32])
-                    m.next = "TP_RD"
-                with m.Elif(conv_ok & (ch == ord("p"))):
-                    m.d.sync += tp_st.eq(TP_PTR)
-                    m.next = "TP_RD"
-                with m.Elif(conv_ok & (ch == ord("c"))):
-                    m.d.sync += tp_cnt.eq(1)
-                    m.next = "TP_PAD"
-                with m.Elif(conv_ok & (ch == ord("s"))):
-                    m.d.sync += [cp_dst.eq(arg[0:32]), tp_sphz.eq(arg[32:64] == 0),
-                                 tp_cnt.eq(0)]
-                    m.next = "TP_STR"
-                with m.Elif((conv_ok | (tp_st == TP_LONG)) & (ch == ord("l")) & (tp_l != 2)):
-                    m.d.sync += [tp_l.eq(tp_l + 1), tp_st.eq(TP_LONG)]
-                    m.next = "TP_RD"
-                with m.Elif((conv_ok | (tp_st == TP_LONG))
-                            & ((ch == ord("d")) | (ch == ord("i")))):
-                    m.d.sync += [tp_v.eq(Mux(neg, mag, arg32)), tp_p.eq(10), tp_hex.eq(0),
-                                 tp_nd.eq(1), tp_x.eq(neg | tp_fl[1] | tp_fl[2])]
-                    m.next = "TP_NUM"
-                with m.Elif((conv_ok | (tp_st == TP_LONG))
-                            & ((ch == ord("u")) | (ch == ord("x")) | (ch == ord("X")))):
-                    m.d.sync += [tp_v.eq(arg32), tp_p.eq(Mux(ch == ord("u"), 10, 16)),
-                                 tp_hex.eq(ch != ord("u")), tp_nd.eq(1), tp_x.eq(0)]
-                    m.next = "TP_NUM"
-                with m.Else():
-                    finish(_neg(EINVAL))
-            # digits of tp_v: one power of the base a cycle (at most 20)
-            with m.State("TP_NUM"):
-                with m.If((tp_p <= tp_v) & (tp_nd != 20)):
-                    m.d.sync += [tp_nd.eq(tp_nd + 1),
-                                 tp_p.eq(Mux(tp_hex, tp_p << 4, (tp_p << 3) + (tp_p << 1)))]
-                with m.Else():
-                    m.d.sync += tp_cnt.eq(tp_nd + tp_x)
-                    m.next = "TP_PAD"
-            # %s: the string's length (up to STR_MAX bytes; unreadable: empty, as the kernel)
-            with m.State("TP_STR"):           # (cp_dst: the next byte of the string)
-                m.d.comb += cp_step.eq(1)
-                with m.If((tp_cnt == 255) | ~win_ok(cp_dst, 1, tp_sphz)):
-                    with m.If(tp_cnt != 255):
-                        m.d.sync += tp_cnt.eq(0)
-                    m.next = "TP_PAD"
-                with m.Else():
-                    with m.If(access(cp_dst, 0)):
-                        with m.If(bus.rdata[0:8] == 0):
-                            m.next = "TP_PAD"
-                        with m.Else():
-                            m.d.sync += [tp_cnt.eq(tp_cnt + 1), cp_dst.eq(cp_dst_next)]
-            with m.State("TP_PAD"):
-                m.d.sync += [tp_len.eq(tp_len + Mux(tp_w > tp_cnt, tp_w, tp_cnt)),
-                             tp_n.eq(tp_n + 1), tp_st.eq(TP_LIT), tp_fl.eq(0), tp_w.eq(0),
-                             tp_l.eq(0), tp_re.eq(0)]
-                with m.If(tp_re):
-                    m.next = "TP_CH"            # the byte after a plain %p
-                with m.Else():
-                    m.next = "TP_RD"
-            # the format is good: hand the record to the trace FIFO (written or counted lost)
-            with m.State("TP_WR"):
-                m.d.comb += self.tr_req.eq(1)
-                with m.If(self.tr_ack):
-                    finish(tp_len)
+                        with m.If(access(cp_dst, 0)):
+                            with m.If(bus.rdata[0:8] == 0):
+                                m.next = "TP_PAD"
+                            with m.Else():
+                                m.d.sync += [tp_cnt.eq(tp_cnt + 1), cp_dst.eq(cp_dst_next)]
+                with m.State("TP_PAD"):
+                    m.d.sync += [tp_len.eq(tp_len + Mux(tp_w > tp_cnt, tp_w, tp_cnt)),
+                                 tp_n.eq(tp_n + 1), tp_st.eq(TP_LIT), tp_fl.eq(0), tp_w.eq(0),
+                                 tp_l.eq(0), tp_re.eq(0)]
+                    with m.If(tp_re):
+                        m.next = "TP_CH"            # the byte after a plain %p
+                    with m.Else():
+                        m.next = "TP_RD"
+                # the format is good: hand the record to the trace FIFO (written or counted lost)
+                with m.State("TP_WR"):
+                    m.d.comb += self.tr_req.eq(1)
+                    with m.If(self.tr_ack):
+                        finish(tp_len)
 
             # --------------------------------------------------------- adjust head / meta / tail
             # (offsets in the packet buffer; a delta beyond +-2**(PW+1) moves any pointer out
@@ -1008,4 +1037,6 @@ class HelperUnit(wiring.Component):
                 with m.Else():
                     m.d.sync += data_end.eq(ne)
                     finish(0)
+        m.d.comb += bus.wdata[32:64].eq(Mux(fsm.ongoing("INS_KEY"), k_rd.data[32:64],
+                                            Mux(cp_zero, 0, tmp[32:64])))
         return m
