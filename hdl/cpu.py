@@ -503,28 +503,10 @@ class CPU(wiring.Component):
             m.d.comb += [stop0.eq(1), stop_trap.eq(code)]
 
         def write(idx, val):
-            # val only documents the branch: wb_data is one flat mux on the registered kind
-            # (below), not a priority chain along this If/Elif ladder
-            m.d.comb += [x_wr.eq(1), wb_idx.eq(idx)]
+            m.d.comb += [x_wr.eq(1), wb_idx.eq(idx), wb_data.eq(val)]
 
         def narrow(v):
             return Mux(w64, v, v[0:32])
-
-        with m.Switch(x_kind):
-            with m.Case(K[isa.ALU], K[isa.NEG]):
-                m.d.comb += wb_data.eq(narrow(Mux(mul_op, mres, Mux(divmod_op, div_res, alu))))
-            with m.Case(K[isa.MOVSX]):
-                m.d.comb += wb_data.eq(narrow(movsx))
-            with m.Case(K[isa.END]):
-                m.d.comb += wb_data.eq(endr)
-            with m.Case(K[isa.LDDW]):
-                m.d.comb += wb_data.eq(Cat(x_imm, d_imm))
-            with m.Case(K[isa.ATOMIC]):
-                m.d.comb += wb_data.eq(at_old)
-            with m.Case(K[isa.CALL], K[isa.CALLX]):
-                m.d.comb += wb_data.eq(hlp.r0)
-            with m.Default():           # ld_abs/ld_ind outside the packet: r0 = 0
-                m.d.comb += wb_data.eq(0)
 
         with m.If(~x_valid):
             m.d.comb += fin0.eq(1)
