@@ -24,6 +24,7 @@ GOAL = {"board": "colorlight_5a_75b", "cores": 2, "engine_fmax_mhz": 100.0}
 
 def main(argv=None):
     from bpfpga.boards import BOARDS, BoardError, get_board
+    from bpfpga.boards.base import ENGINE_KINDS
     from bpfpga.host.cmd_board import run_build
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -32,23 +33,22 @@ def main(argv=None):
     ap.add_argument("--cores", type=int, default=None)
     ap.add_argument("--clock", type=float, default=None)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--engine", choices=("xdp", "standin", "loopback"), default=None,
+    ap.add_argument("--engine", choices=ENGINE_KINDS, default=None,
                     help="loopback: the SoC alone (what is left of the part for the engine)")
     args = ap.parse_args(argv)
 
     dest = ROOT / "build" / "bench"
     dest.mkdir(parents=True, exist_ok=True)
     # the XDP engine's results in boards.json (bench/xdp_cycles.py reads its Fmax there)
-    out = dest / ("boards.json" if not args.engine or args.engine == "xdp"
-                  else f"boards-{args.engine}.json")
+    tag = "" if args.engine in (None, "xdp") else f"-{args.engine}"
+    out = dest / f"boards{tag}.json"
     results = []
     for name in args.boards.split(","):
         b = get_board(name.strip())
         print(f"== {b.name}: {b.title}, {b.part}", flush=True)
         t = time.time()
         try:
-            sub = b.name if out.name == "boards.json" else f"{b.name}-{args.engine}"
-            r = run_build(b, dest / "boards" / sub, args.cores, args.clock, args.seed,
+            r = run_build(b, dest / "boards" / f"{b.name}{tag}", args.cores, args.clock, args.seed,
                           allow_timing_fail=True, engine=args.engine)
         except BoardError as e:
             print(f"   failed: {e}", flush=True)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
+# what a board's SoC can hold in the engine's place (gateware/engine.py:engine_component)
+ENGINE_KINDS = ("xdp", "standin", "loopback")
+
 # nextpnr-ecp5's device switch for each (family, size)
 _NEXTPNR_DEVICE = {
     ("LFE5U", "12F"): "--12k", ("LFE5U", "25F"): "--25k", ("LFE5U", "45F"): "--45k",

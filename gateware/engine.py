@@ -30,6 +30,7 @@ from pathlib import Path
 from migen import ClockSignal, If, Instance, Module, Mux, Replicate, ResetSignal, Signal
 from litex.soc.interconnect import stream, wishbone
 
+from bpfpga.boards.base import ENGINE_KINDS
 from bpfpga.errors import BpfpgaError
 
 WB_NAMES = {"cyc", "stb", "we", "adr", "dat_w", "dat_r", "ack", "sel", "err", "cti", "bte",
@@ -38,9 +39,6 @@ WB_NAMES = {"cyc", "stb", "we", "adr", "dat_w", "dat_r", "ack", "sel", "err", "c
 
 class EngineError(BpfpgaError):
     pass
-
-
-ENGINE_KINDS = ("xdp", "standin", "loopback")
 
 
 def engine_component(cores: int, ports: int, kind: str | None = None, **kwargs):

@@ -14,27 +14,19 @@ frames looped on port p (32 bits, wrapping). Writes are acknowledged and ignored
 from __future__ import annotations
 
 from amaranth import *
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data, wiring
+
+from bpfpga.gateware.standin import engine_members
 
 PAYLOAD = data.StructLayout({"data": 64, "keep": 8, "first": 1, "last": 1})
 IDENT = 0x62706C62
-
-WishboneSignature = wiring.Signature({
-    "cyc": Out(1), "stb": Out(1), "we": Out(1), "sel": Out(4),
-    "adr": Out(14), "dat_w": Out(32), "dat_r": In(32), "ack": In(1),
-})
 
 
 class LoopbackEngine(wiring.Component):
     def __init__(self, ports: int = 2):
         assert 1 <= ports <= 8
         self.ports = ports
-        members = {"wb": In(WishboneSignature)}
-        for p in range(ports):
-            members[f"rx{p}"] = In(stream.Signature(PAYLOAD))
-            members[f"tx{p}"] = Out(stream.Signature(PAYLOAD))
-        super().__init__(members)
+        super().__init__(engine_members(ports, PAYLOAD))
 
     def elaborate(self, platform):
         m = Module()

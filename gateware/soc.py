@@ -32,6 +32,7 @@ from liteeth.frontend.etherbone import LiteEthEtherbone
 from liteeth.mac import LiteEthMACCoreCrossbar
 from liteeth.mac.common import LiteEthMACCrossbar
 from liteeth.mac.core import LiteEthMACCore
+from liteeth.mac.padding import LiteEthMACPaddingInserter
 from liteeth.phy.ecp5rgmii import LiteEthPHYRGMII
 
 from bpfpga.boards.base import Board
@@ -104,7 +105,8 @@ def _cut_tx_datapath(core):
 
     cut(next(i for i, m in enumerate(tx.pipeline)
              if isinstance(m, stream.ClockDomainCrossing)) + 1, MAC_DW)
-    pad = next((i for i, m in enumerate(tx.pipeline) if "Padding" in type(m).__name__), None)
+    pad = next((i for i, m in enumerate(tx.pipeline)
+                if isinstance(m, LiteEthMACPaddingInserter)), None)
     if pad is not None:
         cut(pad, 8)
 

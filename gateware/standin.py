@@ -33,6 +33,18 @@ WishboneSignature = wiring.Signature({
     "adr": Out(14), "dat_w": Out(32), "dat_r": In(32), "ack": In(1),
 })
 
+
+
+def engine_members(ports: int, payload) -> dict:
+    """The engine contract's members (gateware/engine.py): the Wishbone control port and one
+    stream pair rx<p>/tx<p> of ``payload`` per port."""
+    members = {"wb": In(WishboneSignature)}
+    for p in range(ports):
+        members[f"rx{p}"] = In(stream.Signature(payload))
+        members[f"tx{p}"] = Out(stream.Signature(payload))
+    return members
+
+
 IDENT = 0x62706653  # "bpfS": the stand-in
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
 
@@ -58,11 +70,7 @@ class StandInEngine(wiring.Component):
         assert cores >= 1 and 0 <= ports <= 8
         self.ports, self.cores = ports, cores
         self.pm_depth, self.pkt_bytes, self.map_bytes = pm_depth, pkt_bytes, map_bytes
-        members = {"wb": In(WishboneSignature)}
-        for p in range(ports):
-            members[f"rx{p}"] = In(stream.Signature(PAYLOAD))
-            members[f"tx{p}"] = Out(stream.Signature(PAYLOAD))
-        super().__init__(members)
+        super().__init__(engine_members(ports, PAYLOAD))
 
     def elaborate(self, platform):
         from bpfpga.hdl.testtop import HOST_CTX, HOST_PKT, CPUTestTop

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import click
 
+from bpfpga.boards.base import ENGINE_KINDS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -168,7 +170,7 @@ def register(group: click.Group) -> None:
     @click.option("--seed", type=int, default=1, help="nextpnr placement seed.")
     @click.option("--allow-timing-fail", is_flag=True,
                   help="Keep a bitstream that misses the clock (exit 0).")
-    @click.option("--engine", type=click.Choice(["xdp", "standin", "loopback"]), default=None,
+    @click.option("--engine", type=click.Choice(ENGINE_KINDS), default=None,
                   help="What goes in the SoC: the XDP engine (default), the CPU-only stand-in, "
                        "or a loopback (frames back out of their port: board bring-up, and the "
                        "SoC's own cost).")
