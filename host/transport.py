@@ -106,18 +106,29 @@ class UartBridge(Transport):
             except OSError:
                 pass
             self._send(bytes(req))
-            try:
-                got = self.port.read(4 * want)
-            except OSError as e:
-                raise TargetError(f"{self.url}: the link is broken ({e})") from None
+            got = self._read_answer(4 * want)
             if len(got) == 4 * want:
                 words = list(struct.unpack(f">{want}I", got))
                 if self.canary is None or words[-1] == self.canary[1]:
                     return words[:n]
             self._resync()
         raise TargetError(f"{self.url}: no answer from the board ({len(got)} of {4 * want} bytes "
-                          f"after {tries} tries of {self.timeout} s); is it powered, "
-                          f"flashed and connected?")
+                          f"after {tries} tries, each ended by {self.timeout} s of silence); is "
+                          f"it powered, flashed and connected?")
+
+    def _read_answer(self, nbytes: int) -> bytes:
+        # the timeout is for silence, not for the whole answer: a long burst over a slow link
+        # (a loaded simulated board, a low baud rate) keeps coming as long as bytes arrive
+        got = b""
+        while len(got) < nbytes:
+            try:
+                chunk = self.port.read(nbytes - len(got))
+            except OSError as e:
+                raise TargetError(f"{self.url}: the link is broken ({e})") from None
+            if not chunk:
+                break
+            got += chunk
+        return got
 
     def close(self) -> None:
         try:

@@ -88,6 +88,44 @@ def test_uart_bridge_recovers_from_lost_bytes_on_reads():
     assert srv.resets >= 1
 
 
+class _SlowPort:
+    """A link that answers in small pieces, each within the timeout, the whole answer taking
+    several timeouts (a loaded simulated board, a low baud rate)."""
+
+    def __init__(self, answer: bytes, piece: int, gap: float):
+        self.answer, self.piece, self.gap = answer, piece, gap
+        self.reads = 0
+
+    def write(self, data):
+        return len(data)
+
+    def reset_input_buffer(self):
+        pass
+
+    def read(self, n):
+        self.reads += 1
+        time.sleep(self.gap)
+        out, self.answer = self.answer[:min(n, self.piece)], self.answer[min(n, self.piece):]
+        return out
+
+    def close(self):
+        pass
+
+
+def test_uart_bridge_timeout_is_for_silence_not_for_a_long_answer():
+    words = list(range(64))
+    port = _SlowPort(struct.pack(">64I", *words), piece=16, gap=0.05)
+    t = UartBridge("slow", timeout=0.1, retries=1, port=port)
+    t0 = time.time()
+    assert t.read(0, 64) == words          # 16 pieces, 0.8 s in all: 8 timeouts' worth
+    assert time.time() - t0 > 0.1 and port.reads >= 16
+    # a link that stops half way is still a clear error, not a hang
+    port = _SlowPort(struct.pack(">64I", *words)[:100], piece=16, gap=0.05)
+    t = UartBridge("slow", timeout=0.1, retries=1, port=port)
+    with pytest.raises(TargetError, match=r"no answer from the board \(100 of 256 bytes"):
+        t.read(0, 64)
+
+
 def test_lost_board_is_a_clear_error():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
