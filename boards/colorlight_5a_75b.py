@@ -29,11 +29,13 @@ _URL = "https://github.com/q3k/chubby75/tree/master/5a-75b"
 ENGINE_CLOCK_MHZ = 50.0
 # The helper unit is built with the load balancer's helpers and map types (examples/lb: map
 # lookup/update, ktime_get_ns, csum_diff, xdp_adjust_head; hash, lru_hash, array,
-# percpu_array) and the cheap ones most XDP programs use; no trace unit (the loader refuses
-# objects that call anything else or use another map type on this board): docs/boards.md.
+# percpu_array) and the cheap ones many XDP programs use (map_delete_elem, redirect,
+# xdp_adjust_tail, ktime_get_boot_ns, get_smp_processor_id); no get_prandom_u32 (~150 logic
+# cells) and no trace unit. The loader refuses objects that call anything else or use another
+# map type on this board: docs/boards.md.
 HELPERS = ("map_lookup_elem", "map_update_elem", "map_delete_elem", "ktime_get_ns",
-           "ktime_get_boot_ns", "get_prandom_u32", "get_smp_processor_id", "redirect",
-           "csum_diff", "xdp_adjust_head", "xdp_adjust_tail")
+           "ktime_get_boot_ns", "get_smp_processor_id", "redirect", "csum_diff",
+           "xdp_adjust_head", "xdp_adjust_tail")
 MAP_TYPES = (BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_ARRAY,
              BPF_MAP_TYPE_PERCPU_ARRAY)
 ENGINE = (("target_port", False), ("pm_depth", 512), ("map_bytes", 8 * 1024),
