@@ -7,6 +7,9 @@ Etherbone on port 0 (docs/boards.md says why). v7.0 and v8.0 differ only in pins
 CABGA256 parts. litex-boards' target runs the RGMII TX without FPGA-side delay (tx_delay 0).
 """
 from bpfpga.boards.base import Board, Cable, EthPort, HostLink
+from bpfpga.helpers import HELPER_IDS
+from bpfpga.obj import (BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH,
+                        BPF_MAP_TYPE_PERCPU_ARRAY)
 
 _ETH = (EthPort(0, chip="B50612D", tx_delay=0.0), EthPort(1, chip="B50612D", tx_delay=0.0))
 _CABLE = Cable(board="colorlight", needs_cable=True,
@@ -24,9 +27,22 @@ _URL = "https://github.com/q3k/chubby75/tree/master/5a-75b"
 # part: the CPU alone closes at 53 MHz (docs/cpu.md); ktime steps 20 ns per cycle.
 # Issue 7's goal (two cores at 100 MHz) does not fit this part either.
 ENGINE_CLOCK_MHZ = 50.0
+# The helper unit is built with the load balancer's helpers and map types (examples/lb: map
+# lookup/update, ktime_get_ns, csum_diff, xdp_adjust_head; hash, lru_hash, array,
+# percpu_array) and the cheap ones many XDP programs use (map_delete_elem, redirect,
+# xdp_adjust_tail, ktime_get_boot_ns, get_smp_processor_id); no get_prandom_u32 (~150 logic
+# cells) and no trace unit. The loader refuses objects that call anything else or use another
+# map type on this board: docs/boards.md.
+HELPERS = ("map_lookup_elem", "map_update_elem", "map_delete_elem", "ktime_get_ns",
+           "ktime_get_boot_ns", "get_smp_processor_id", "redirect", "csum_diff",
+           "xdp_adjust_head", "xdp_adjust_tail")
+MAP_TYPES = (BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_ARRAY,
+             BPF_MAP_TYPE_PERCPU_ARRAY)
 ENGINE = (("target_port", False), ("pm_depth", 512), ("map_bytes", 8 * 1024),
           ("max_maps", 16), ("inj_words", 256), ("out_words", 256),
-          ("ns_per_cycle", 20))
+          ("ns_per_cycle", 20), ("trace_depth", 0),
+          ("helpers", tuple(sorted(HELPER_IDS[n] for n in HELPERS))),
+          ("map_types", tuple(sorted(MAP_TYPES))))
 
 V8 = Board(
     name="colorlight_5a_75b", title="Colorlight 5A-75B v8.0", revision="8.0",

@@ -6,7 +6,9 @@ them), ``ADR_BITS`` wide. docs/registers.md is the prose version of this file.
 """
 ADR_BITS = 20
 IDENT = 0x62706658            # "bpfX": the XDP engine (the stand-in answers 0x62706653)
-VERSION = 2                   # 2: write window and keyed commit (docs/registers.md)
+VERSION = 3                   # 2: write window and keyed commit; 3: capability registers
+MIN_VERSION = 2               # the oldest engine the host drives (version 2: every helper and
+                              # map type, trace_printk included, docs/registers.md)
 
 # regions (word addresses)
 REGS = 0x00000                # registers, below
@@ -49,6 +51,10 @@ R_WIN_CHECK = 41    # w: ~R_WIN (all 32 bits): opens the window R_WIN names, els
 R_GUARD = 42        # r: writes accepted[0:16] | writes refused[16:24] | commits refused[24:32]
 R_COMMIT_KEY = 43   # w: the CRC-32 the next R_COMMIT's staging [0, n) must have (one use)
 R_PROG_CRC = 44     # r: CRC-32 of the committed image (checked by the hardware at its commit)
+# capabilities (version 3): what the helper unit was built with (hdl/config.py helpers, map_types)
+R_HELPERS0 = 48     # r: R_HELPERS0 + k, bit b: helper id 32 k + b is built (k < HELPER_WORDS)
+HELPER_WORDS = 4
+R_MAP_TYPES = 52    # r: bit t: map type t is built
 
 CTRL_ENABLE, CTRL_CAPTURE, CTRL_CLEAR = 1, 2, 4
 WIN_TAG = 0xA                 # R_WIN[28:32]: a window write without it opens nothing

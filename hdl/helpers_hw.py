@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 from bpfpga import memmap, traps
 from bpfpga.hdl import control as C
 from bpfpga.hdl.bus import DataBusSignature, HelperSignature
+from bpfpga.hdl.config import HELPERS
 from bpfpga.hdl.maps_hw import hdl_hash_final
 from bpfpga.obj import (BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_DEVMAP,
                         BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_LRU_HASH,
@@ -38,13 +39,10 @@ H_LOOKUP, H_UPDATE, H_DELETE, H_KTIME, H_PRANDOM, H_SMP_ID = 1, 2, 3, 5, 7, 8
 H_TAIL_CALL, H_REDIRECT, H_CSUM_DIFF = 12, 23, 28
 H_ADJUST_HEAD, H_REDIRECT_MAP, H_ADJUST_META, H_ADJUST_TAIL, H_KTIME_BOOT = 44, 51, 54, 65, 125
 H_TRACE = 6
-SUPPORTED = {H_LOOKUP: "map_lookup_elem", H_UPDATE: "map_update_elem",
-             H_DELETE: "map_delete_elem", H_KTIME: "ktime_get_ns", H_TRACE: "trace_printk",
-             H_PRANDOM: "get_prandom_u32", H_SMP_ID: "get_smp_processor_id",
-             H_TAIL_CALL: "tail_call", H_REDIRECT: "redirect", H_CSUM_DIFF: "csum_diff",
-             H_ADJUST_HEAD: "xdp_adjust_head", H_REDIRECT_MAP: "redirect_map",
-             H_ADJUST_META: "xdp_adjust_meta", H_ADJUST_TAIL: "xdp_adjust_tail",
-             H_KTIME_BOOT: "ktime_get_boot_ns"}
+SUPPORTED = HELPERS         # (every helper the unit can be built with; hdl/config.py)
+assert {H_LOOKUP, H_UPDATE, H_DELETE, H_KTIME, H_PRANDOM, H_SMP_ID, H_TAIL_CALL, H_REDIRECT,
+        H_CSUM_DIFF, H_ADJUST_HEAD, H_REDIRECT_MAP, H_ADJUST_META, H_ADJUST_TAIL,
+        H_KTIME_BOOT, H_TRACE} == set(HELPERS)
 HASH_TYPES = (BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_HASH,
               BPF_MAP_TYPE_LRU_PERCPU_HASH)
 
@@ -99,6 +97,22 @@ class HelperUnit(wiring.Component):
         cfg = self.cfg
         h, bus = self.helper, self.bus
         KW = self.kw
+        # what is built (hdl/config.py): a helper not built traps as an unknown one
+        # (TRAP_HELPER), a map operation on a type not built as a bad map (TRAP_HELPER_FAULT)
+        hs = cfg.helper_set()
+        ts = cfg.map_type_set()
+        lookup, update, delete = H_LOOKUP in hs, H_UPDATE in hs, H_DELETE in hs
+        mapops = lookup or update or delete
+        tail, rmap = H_TAIL_CALL in hs, H_REDIRECT_MAP in hs
+        arrays = [t for t in (BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY) if t in ts]
+        hashes = [t for t in HASH_TYPES if t in ts] if mapops else []
+        lru_hash = any(t in hashes for t in (BPF_MAP_TYPE_LRU_HASH,
+                                             BPF_MAP_TYPE_LRU_PERCPU_HASH))
+        percpu_hash = any(t in hashes for t in (BPF_MAP_TYPE_PERCPU_HASH,
+                                                BPF_MAP_TYPE_LRU_PERCPU_HASH))
+        lpm = lookup and BPF_MAP_TYPE_LPM_TRIE in ts
+        adj_meta = H_ADJUST_META in hs      # (without it data_meta == data: no metadata)
+        copy = (update and (arrays or hashes)) or H_ADJUST_TAIL in hs
 
         # ------------------------------------------------------------- packet pointers
         # kept as offsets in the packet buffer (PW bits; PKT_BASE is aligned far beyond it)
@@ -227,18 +241,23 @@ class HelperUnit(wiring.Component):
                 ((wo_nib == memmap.STACK_BASE >> 28) & (wo_end <= memmap.STACK_SIZE))
                 | ((wo_nib == memmap.CTX_BASE >> 28) & (wo_end <= 24))
                 | ((wo_nib == memmap.MAP_BASE >> 28) & (wo_end <= self.map_len))
-                | ((wo_nib == memmap.PKT_BASE >> 28) & (wo_a[0:28] >= data_meta)
-                   & (wo_end <= data_end))))]
+                # (packet offsets are PW bits: PW-bit compares and zero tests above them)
+                | ((wo_nib == memmap.PKT_BASE >> 28) & (wo_a[PW:28] == 0)
+                   & (wo_a[0:PW] >= data_meta) & (wo_end[PW:29] == 0)
+                   & (wo_end[0:PW] <= data_end))))]
 
         def win_ok(addr, n, hz=None):
             m.d.comb += [wo_a.eq(addr[0:32]), wo_n.eq(n),
                          wo_hz.eq((addr[32:64] == 0) if hz is None else hz)]
             return wo_ok
 
+        # a handle is MAP_HANDLE_BASE + 256 n, n < nmaps (< 256): with the base aligned to
+        # 2**16, bit fields, no subtraction and no 32-bit compare
+        assert memmap.MAP_HANDLE_BASE % (1 << 16) == 0 and memmap.MAP_HANDLE_STRIDE == 256
+
         def handle_ok(v):
-            r = (v - memmap.MAP_HANDLE_BASE)[:32]
-            return ((v[32:64] == 0) & (v[0:32] >= memmap.MAP_HANDLE_BASE) & (r[0:8] == 0)
-                    & (r[8:32] < self.nmaps)), r[8:8 + len(mapn)]
+            return ((v[32:64] == 0) & (v[16:32] == memmap.MAP_HANDLE_BASE >> 16)
+                    & (v[0:8] == 0) & (v[8:16] < self.nmaps)), v[8:8 + len(mapn)]
 
         # (the upper half of wdata matters to 8-byte writes only: a key word or a copied
         # chunk; it is driven outside the states, the states drive the lower half)
@@ -262,6 +281,13 @@ class HelperUnit(wiring.Component):
         def finish(value, hi=None):
             set_res(value, hi)
             m.next = "ACK"
+
+        # update: the program's value (at r3) into the slot's, then on to `back` (r0 = 0)
+        def copy_value_in(back):
+            m.d.sync += [cp_src.eq(a3), cp_dst.eq(value_addr()), cp_len.eq(vsz),
+                         cp_zero.eq(0), ret.eq(back)]
+            set_res(0)
+            m.next = "CP_RD"
 
         def fault(code):
             m.d.sync += trap.eq(code)
@@ -389,50 +415,47 @@ class HelperUnit(wiring.Component):
                     m.d.sync += [op.eq(h.id), a1.eq(h.arg1), a2.eq(h.arg2), a3.eq(h.arg3),
                                  a4.eq(h.arg4), a5.eq(h.arg5)]
                     with m.Switch(h.id):
-                        with m.Case(H_LOOKUP, H_UPDATE, H_DELETE, H_REDIRECT_MAP):
-                            ok, n = handle_ok(h.arg1)
-                            with m.If(ok):
-                                m.d.sync += [mapn.eq(n), lock.eq(1)]
-                                m.next = "DESC0"
-                            with m.Else():
-                                fault(traps.TRAP_HELPER_FAULT)
-                        with m.Case(H_TAIL_CALL):
-                            ok, n = handle_ok(h.arg2)
-                            with m.If(ok):
-                                m.d.sync += [mapn.eq(n), lock.eq(1)]
-                                m.next = "DESC0"
-                            with m.Else():
-                                fault(traps.TRAP_HELPER_FAULT)
-                        with m.Case(H_KTIME, H_KTIME_BOOT):
-                            finish(ktime_r[0:32], ktime_r[32:64])
-                        with m.Case(H_PRANDOM):
-                            x1 = rng ^ (rng << 13)[:32]
-                            x2 = x1 ^ (x1 >> 17)
-                            x3 = x2 ^ (x2 << 5)[:32]
-                            m.d.sync += rng.eq(x3)
-                            finish(x3)
-                        with m.Case(H_SMP_ID):
-                            finish(self.core)
-                        with m.Case(H_REDIRECT):
-                            with m.If(h.arg2 != 0):
-                                finish(0)
-                            with m.Else():
-                                m.d.sync += self.redirect.eq(h.arg1[0:32])
-                                finish(4)
-                        with m.Case(H_CSUM_DIFF):
-                            m.next = "CS0"
-                        with m.Case(H_ADJUST_HEAD):
-                            m.next = "AH0"
-                        with m.Case(H_ADJUST_META):
-                            m.next = "AM0"
-                        with m.Case(H_ADJUST_TAIL):
-                            m.next = "AT0"
-                        with m.Case(H_TRACE):
-                            if cfg.trace_depth:
-                                m.d.sync += tp_kt.eq(ktime_r)
-                                m.next = "TP0"
-                            else:
-                                finish(0)       # no trace unit: nothing printed, 0 bytes
+                        # helpers on a map (its handle in r1, tail_call's in r2): its
+                        # descriptor first, the map locked for the whole operation
+                        for ids, handle in (((H_LOOKUP, H_UPDATE, H_DELETE, H_REDIRECT_MAP),
+                                             h.arg1), ((H_TAIL_CALL,), h.arg2)):
+                            if ids := [x for x in ids if x in hs]:
+                                with m.Case(*ids):
+                                    ok, n = handle_ok(handle)
+                                    with m.If(ok):
+                                        m.d.sync += [mapn.eq(n), lock.eq(1)]
+                                        m.next = "DESC0"
+                                    with m.Else():
+                                        fault(traps.TRAP_HELPER_FAULT)
+                        if ids := [x for x in (H_KTIME, H_KTIME_BOOT) if x in hs]:
+                            with m.Case(*ids):
+                                finish(ktime_r[0:32], ktime_r[32:64])
+                        if H_PRANDOM in hs:
+                            with m.Case(H_PRANDOM):
+                                x1 = rng ^ (rng << 13)[:32]
+                                x2 = x1 ^ (x1 >> 17)
+                                x3 = x2 ^ (x2 << 5)[:32]
+                                m.d.sync += rng.eq(x3)
+                                finish(x3)
+                        if H_SMP_ID in hs:
+                            with m.Case(H_SMP_ID):
+                                finish(self.core)
+                        if H_REDIRECT in hs:
+                            with m.Case(H_REDIRECT):
+                                with m.If(h.arg2 != 0):
+                                    finish(0)
+                                with m.Else():
+                                    m.d.sync += self.redirect.eq(h.arg1[0:32])
+                                    finish(4)
+                        # (the rest start in their first state)
+                        for hid, first in ((H_CSUM_DIFF, "CS0"), (H_ADJUST_HEAD, "AH0"),
+                                           (H_ADJUST_META, "AM0"), (H_ADJUST_TAIL, "AT0"),
+                                           (H_TRACE, "TP0")):
+                            if hid in hs:
+                                with m.Case(hid):
+                                    if hid == H_TRACE:
+                                        m.d.sync += tp_kt.eq(ktime_r)
+                                    m.next = first
                         with m.Default():
                             fault(traps.TRAP_HELPER)
 
@@ -444,405 +467,421 @@ class HelperUnit(wiring.Component):
 
             # --------------------------------------------------------- descriptors
             m.d.comb += self.desc_addr.eq(mapn)
-            with m.State("DESC0"):
-                m.next = "DESC1"
-            with m.State("DESC1"):
-                m.d.sync += [d.eq(self.desc_data), ki.eq(0), hacc.eq(self.desc_data[8:16])]
-                m.next = "DISPATCH"
-            with m.State("DISPATCH"):
-                with m.Switch(op):
-                    with m.Case(H_TAIL_CALL):
-                        with m.If(dtype != BPF_MAP_TYPE_PROG_ARRAY):
-                            fault(traps.TRAP_HELPER_FAULT)
-                        with m.Elif(~below_maxe(a3) | (tcount >= MAX_TAIL_CALLS)):
-                            finish(self.cpu_r0[0:32], self.cpu_r0)
-                        with m.Else():
-                            m.d.sync += s.eq(a3[0:32])
-                            m.next = "TC1"
-                    with m.Case(H_REDIRECT_MAP):
-                        with m.If((a3 & ~Const(3 | 8 | 16, 64)) != 0):
-                            finish(0)
-                        with m.Elif((dtype != BPF_MAP_TYPE_DEVMAP) | ~below_maxe(a2)):
-                            finish(a3[0:2])
-                        with m.Else():
-                            m.d.sync += s.eq(a2[0:32])
-                            m.next = "RM1"
-                    with m.Default():
-                        with m.If(~win_ok(a2, ksz)):
-                            fault(traps.TRAP_MEM)
-                        with m.Else():
-                            m.d.sync += cp_src.eq(a2[0:32])
-                            m.next = "RDKEY"
+            if mapops or tail or rmap:
+                with m.State("DESC0"):
+                    m.next = "DESC1"
+                with m.State("DESC1"):
+                    m.d.sync += [d.eq(self.desc_data), ki.eq(0), hacc.eq(self.desc_data[8:16])]
+                    m.next = "DISPATCH"
+                with m.State("DISPATCH"):
+                    with m.Switch(op):
+                        if tail:
+                            with m.Case(H_TAIL_CALL):
+                                with m.If(dtype != BPF_MAP_TYPE_PROG_ARRAY):
+                                    fault(traps.TRAP_HELPER_FAULT)
+                                with m.Elif(~below_maxe(a3) | (tcount >= MAX_TAIL_CALLS)):
+                                    finish(self.cpu_r0[0:32], self.cpu_r0)
+                                with m.Else():
+                                    m.d.sync += s.eq(a3[0:32])
+                                    m.next = "TC1"
+                        if rmap:
+                            with m.Case(H_REDIRECT_MAP):
+                                with m.If((a3 & ~Const(3 | 8 | 16, 64)) != 0):
+                                    finish(0)
+                                with m.Elif((dtype != BPF_MAP_TYPE_DEVMAP) | ~below_maxe(a2)):
+                                    finish(a3[0:2])
+                                with m.Else():
+                                    m.d.sync += s.eq(a2[0:32])
+                                    m.next = "RM1"
+                        if mapops:
+                            with m.Default():
+                                with m.If(~win_ok(a2, ksz)):
+                                    fault(traps.TRAP_MEM)
+                                with m.Else():
+                                    m.d.sync += cp_src.eq(a2[0:32])
+                                    m.next = "RDKEY"
 
             # --------------------------------------------------------- tail call
-            with m.State("TC1"):
-                with m.If(access(value_addr(0), 3)):
-                    with m.If(bus.rdata == 0):
-                        finish(self.cpu_r0[0:32], self.cpu_r0)
-                    with m.Else():
-                        m.d.sync += [self.tail_prog.eq(bus.rdata), self.tail_pending.eq(1),
-                                     tcount.eq(tcount + 1), ex.eq(1)]
-                        finish(self.cpu_r0[0:32], self.cpu_r0)
+            if tail:
+                with m.State("TC1"):
+                    with m.If(access(value_addr(0), 3)):
+                        with m.If(bus.rdata == 0):
+                            finish(self.cpu_r0[0:32], self.cpu_r0)
+                        with m.Else():
+                            m.d.sync += [self.tail_prog.eq(bus.rdata), self.tail_pending.eq(1),
+                                         tcount.eq(tcount + 1), ex.eq(1)]
+                            finish(self.cpu_r0[0:32], self.cpu_r0)
 
             # --------------------------------------------------------- redirect_map (DEVMAP)
-            with m.State("RM1"):
-                with m.If(access(sa, 0)):
-                    with m.If(bus.rdata[0:8] == C.SLOT_VALID):
-                        m.next = "RM2"
-                    with m.Else():
-                        finish(a3[0:2])
-            with m.State("RM2"):
-                with m.If(access(value_addr(0), 2)):
-                    m.d.sync += self.redirect.eq(bus.rdata[0:32])
-                    finish(4)
+            if rmap:
+                with m.State("RM1"):
+                    with m.If(access(sa, 0)):
+                        with m.If(bus.rdata[0:8] == C.SLOT_VALID):
+                            m.next = "RM2"
+                        with m.Else():
+                            finish(a3[0:2])
+                with m.State("RM2"):
+                    with m.If(access(value_addr(0), 2)):
+                        m.d.sync += self.redirect.eq(bus.rdata[0:32])
+                        finish(4)
 
             # --------------------------------------------------------- key
-            with m.State("RDKEY"):
-                m.d.comb += cp_step.eq(8)
-                with m.If(access(cp_src, 3)):
-                    mk = kmask(ki)
-                    m.d.comb += rword.eq(bus.rdata & mk)
-                    m.d.comb += [k_wr.en.eq(1), k_wr.data.eq(rword)]
-                    m.d.sync += [hacc.eq(hstep), ki.eq(ki + 1), cp_src.eq(cp_src_next)]
-                    with m.If(ki == 0):
-                        # an array index (hash maps: KEYED sets the home slot)
-                        m.d.sync += [s.eq(rword[0:32]), k0.eq(rword[0:32])]
-                    with m.If(ki + 1 >= kwords):
-                        m.next = "KEYED"
-            with m.State("KEYED"):
-                win_ok(a3, vsz)
-                m.d.sync += [s.eq(hfin & mask), probes.eq(0), found.eq(0), free_ok.eq(0),
-                             ki.eq(0)]
-                with m.Switch(dtype):
-                    with m.Case(BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY):
-                        with m.Switch(op):
-                            with m.Case(H_LOOKUP):
-                                with m.If(below_maxe(idx32)):
-                                    finish(value_addr())
+            if mapops:
+                with m.State("RDKEY"):
+                    m.d.comb += cp_step.eq(8)
+                    with m.If(access(cp_src, 3)):
+                        mk = kmask(ki)
+                        m.d.comb += rword.eq(bus.rdata & mk)
+                        m.d.comb += [k_wr.en.eq(1), k_wr.data.eq(rword)]
+                        m.d.sync += [hacc.eq(hstep), ki.eq(ki + 1), cp_src.eq(cp_src_next)]
+                        with m.If(ki == 0):
+                            # an array index (hash maps: KEYED sets the home slot)
+                            m.d.sync += [s.eq(rword[0:32]), k0.eq(rword[0:32])]
+                        with m.If(ki + 1 >= kwords):
+                            m.next = "KEYED"
+                with m.State("KEYED"):
+                    win_ok(a3, vsz)
+                    m.d.sync += [s.eq(hfin & mask), probes.eq(0), found.eq(0), free_ok.eq(0),
+                                 ki.eq(0)]
+                    with m.Switch(dtype):
+                        if arrays:
+                            with m.Case(*arrays):
+                                with m.Switch(op):
+                                    with m.Case(H_LOOKUP):
+                                        with m.If(below_maxe(idx32)):
+                                            finish(value_addr())
+                                        with m.Else():
+                                            finish(0)
+                                    if update:
+                                        with m.Case(H_UPDATE):
+                                            with m.If((a4[3:64] != 0) | (a4[0:2] == 3)):
+                                                finish(_neg(EINVAL))
+                                            with m.Elif(~below_maxe(idx32)):
+                                                finish(_neg(E2BIG))
+                                            with m.Elif(a4[0]):
+                                                finish(_neg(EEXIST))
+                                            with m.Elif(~wo_ok):
+                                                fault(traps.TRAP_MEM)
+                                            with m.Else():
+                                                copy_value_in(RET_ACK)
+                                    with m.Default():
+                                        finish(_neg(EINVAL))
+                        # slot maps a lookup reads in a state of their own
+                        for t, first in ((BPF_MAP_TYPE_ARRAY_OF_MAPS, "AOM"),
+                                         (BPF_MAP_TYPE_DEVMAP, "DEVL")):
+                            if t not in ts:
+                                continue
+                            with m.Case(t):
+                                with m.If(op != H_LOOKUP):
+                                    finish(_neg(EINVAL))
+                                with m.Elif(below_maxe(idx32)):
+                                    if lookup:
+                                        m.d.sync += s.eq(idx32)
+                                        m.next = first
                                 with m.Else():
                                     finish(0)
-                            with m.Case(H_UPDATE):
-                                with m.If((a4[3:64] != 0) | (a4[0:2] == 3)):
+                        if BPF_MAP_TYPE_PROG_ARRAY in ts:
+                            with m.Case(BPF_MAP_TYPE_PROG_ARRAY):
+                                with m.If(op == H_LOOKUP):
+                                    finish(0)
+                                with m.Else():
                                     finish(_neg(EINVAL))
-                                with m.Elif(~below_maxe(idx32)):
-                                    finish(_neg(E2BIG))
-                                with m.Elif(a4[0]):
+                        if hashes:
+                            with m.Case(*hashes):
+                                with m.If((op == H_UPDATE) & (((a4 & ~Const(7, 64)) != 0)
+                                                              | (a4[0:2] == 3))):
+                                    finish(_neg(EINVAL))
+                                with m.Else():
+                                    m.next = "P_ST"
+                        if lpm:
+                            with m.Case(BPF_MAP_TYPE_LPM_TRIE):
+                                with m.If(op == H_LOOKUP):
+                                    m.d.sync += [s.eq(0), best_ok.eq(0)]
+                                    m.next = "LPM_CNT"
+                                with m.Else():
+                                    fault(traps.TRAP_HELPER_FAULT)
+                        with m.Default():
+                            fault(traps.TRAP_HELPER_FAULT)
+
+            if lookup and BPF_MAP_TYPE_ARRAY_OF_MAPS in ts:
+                with m.State("AOM"):
+                    with m.If(access(value_addr(0), 3)):
+                        finish(bus.rdata[0:32], bus.rdata[32:64])
+            if lookup and BPF_MAP_TYPE_DEVMAP in ts:
+                with m.State("DEVL"):
+                    va0 = value_addr(0)     # (not under the bus's ready: no comb loop)
+                    with m.If(access(sa, 0)):
+                        finish(Mux(bus.rdata[0:8] == C.SLOT_VALID, va0, 0))
+
+            # --------------------------------------------------------- hash probe
+            if hashes:
+                with m.State("P_ST"):
+                    with m.If(access(sa, 0)):
+                        v = bus.rdata[0:8]
+                        m.d.sync += ki.eq(0)
+                        with m.If(v == C.SLOT_VALID):
+                            m.next = "P_KEY"
+                        with m.Elif(v == C.SLOT_EMPTY):
+                            with m.If(~free_ok):
+                                m.d.sync += [free.eq(s), free_ok.eq(1)]
+                            m.next = "P_END"
+                        with m.Else():
+                            with m.If(~free_ok):
+                                m.d.sync += [free.eq(s), free_ok.eq(1)]
+                            m.next = "P_NEXT"
+                with m.State("P_KEY"):
+                    with m.If(access(ka, 3)):
+                        mk = kmask(ki)
+                        with m.If((bus.rdata & mk) != k_rd.data):
+                            m.next = "P_NEXT"
+                        with m.Elif(ki + 1 >= kwords):
+                            m.d.sync += found.eq(1)
+                            m.next = "P_END"
+                        with m.Else():
+                            m.d.sync += ki.eq(ki + 1)
+                with m.State("P_NEXT"):
+                    m.d.sync += [probes.eq(probes + 1), s.eq((s + 1) & mask)]
+                    with m.If(probes >= mask[0:SW]):
+                        m.next = "P_END"
+                    with m.Else():
+                        m.next = "P_ST"
+                with m.State("P_END"):
+                    win_ok(a3, vsz)
+                    percpu = (dtype == BPF_MAP_TYPE_PERCPU_HASH) | (
+                        dtype == BPF_MAP_TYPE_LRU_PERCPU_HASH)
+                    lru = (dtype == BPF_MAP_TYPE_LRU_HASH) | (dtype == BPF_MAP_TYPE_LRU_PERCPU_HASH)
+                    with m.Switch(op):
+                        with m.Case(H_LOOKUP):
+                            finish(Mux(found, value_addr(), 0))
+                        if delete:
+                            with m.Case(H_DELETE):
+                                with m.If(found):
+                                    set_res(0)
+                                    m.next = "DEL_ST"
+                                with m.Else():
+                                    finish(_neg(ENOENT))
+                        if update:
+                            with m.Case(H_UPDATE):
+                                with m.If(found & (a4[0:2] == 1)):
                                     finish(_neg(EEXIST))
+                                with m.Elif(found):
+                                    with m.If(~wo_ok):
+                                        fault(traps.TRAP_MEM)
+                                    with m.Else():
+                                        copy_value_in(RET_ACK)
+                                with m.Elif(a4[0:2] == 2):
+                                    finish(_neg(ENOENT))
                                 with m.Elif(~wo_ok):
                                     fault(traps.TRAP_MEM)
                                 with m.Else():
-                                    m.d.sync += [cp_src.eq(a3), cp_dst.eq(value_addr()),
-                                                 cp_len.eq(vsz), cp_zero.eq(0), ret.eq(RET_ACK)]
-                                    set_res(0)
-                                    m.next = "CP_RD"
-                            with m.Default():
-                                finish(_neg(EINVAL))
-                    with m.Case(BPF_MAP_TYPE_ARRAY_OF_MAPS):
-                        with m.If((op == H_LOOKUP) & below_maxe(idx32)):
-                            m.d.sync += s.eq(idx32)
-                            m.next = "AOM"
-                        with m.Elif(op == H_LOOKUP):
+                                    m.next = "CNT_RD"
+                        with m.Default():
                             finish(0)
+            # insert a new key: the entry count decides between insert, evict and E2BIG
+            if hashes and update:
+                with m.State("CNT_RD"):
+                    with m.If(access(ma, 2)):
+                        m.d.sync += cnt.eq(bus.rdata[0:32])
+                        lru = (dtype == BPF_MAP_TYPE_LRU_HASH) | (
+                            dtype == BPF_MAP_TYPE_LRU_PERCPU_HASH)
+                        with m.If(~below_maxe(bus.rdata)):
+                            with m.If(~lru):
+                                finish(_neg(E2BIG))
+                            with m.Elif(free_ok):
+                                # insert at the free slot, then evict another entry (count same)
+                                m.d.sync += [s.eq(free), ki.eq(0), probes.eq(0), imode.eq(1)]
+                                m.next = "INS_KEY"
+                            with m.Else():
+                                # every slot is taken: replace the entry at the key's home slot
+                                m.d.sync += [s.eq(hfin & mask), ki.eq(0), imode.eq(2)]
+                                m.next = "INS_KEY"
                         with m.Else():
-                            finish(_neg(EINVAL))
-                    with m.Case(BPF_MAP_TYPE_DEVMAP):
-                        with m.If((op == H_LOOKUP) & below_maxe(idx32)):
-                            m.d.sync += s.eq(idx32)
-                            m.next = "DEVL"
-                        with m.Elif(op == H_LOOKUP):
-                            finish(0)
-                        with m.Else():
-                            finish(_neg(EINVAL))
-                    with m.Case(BPF_MAP_TYPE_PROG_ARRAY):
-                        with m.If(op == H_LOOKUP):
-                            finish(0)
-                        with m.Else():
-                            finish(_neg(EINVAL))
-                    with m.Case(*HASH_TYPES):
-                        with m.If((op == H_UPDATE) & (((a4 & ~Const(7, 64)) != 0)
-                                                      | (a4[0:2] == 3))):
-                            finish(_neg(EINVAL))
-                        with m.Else():
-                            m.next = "P_ST"
-                    with m.Case(BPF_MAP_TYPE_LPM_TRIE):
-                        with m.If(op == H_LOOKUP):
-                            m.d.sync += [s.eq(0), best_ok.eq(0)]
-                            m.next = "LPM_CNT"
-                        with m.Else():
-                            fault(traps.TRAP_HELPER_FAULT)
-                    with m.Default():
-                        fault(traps.TRAP_HELPER_FAULT)
-
-            with m.State("AOM"):
-                with m.If(access(value_addr(0), 3)):
-                    finish(bus.rdata[0:32], bus.rdata[32:64])
-            with m.State("DEVL"):
-                va0 = value_addr(0)     # (not under the bus's ready: no comb loop)
-                with m.If(access(sa, 0)):
-                    finish(Mux(bus.rdata[0:8] == C.SLOT_VALID, va0, 0))
-
-            # --------------------------------------------------------- hash probe
-            with m.State("P_ST"):
-                with m.If(access(sa, 0)):
-                    v = bus.rdata[0:8]
-                    m.d.sync += ki.eq(0)
-                    with m.If(v == C.SLOT_VALID):
-                        m.next = "P_KEY"
-                    with m.Elif(v == C.SLOT_EMPTY):
-                        with m.If(~free_ok):
-                            m.d.sync += [free.eq(s), free_ok.eq(1)]
-                        m.next = "P_END"
-                    with m.Else():
-                        with m.If(~free_ok):
-                            m.d.sync += [free.eq(s), free_ok.eq(1)]
-                        m.next = "P_NEXT"
-            with m.State("P_KEY"):
-                with m.If(access(ka, 3)):
-                    mk = kmask(ki)
-                    with m.If((bus.rdata & mk) != k_rd.data):
-                        m.next = "P_NEXT"
-                    with m.Elif(ki + 1 >= kwords):
-                        m.d.sync += found.eq(1)
-                        m.next = "P_END"
-                    with m.Else():
+                            m.d.sync += [s.eq(free), ki.eq(0), imode.eq(0)]
+                            m.next = "INS_KEY"
+                with m.State("INS_KEY"):
+                    with m.If(access(ka, 3, 1, k_rd.data)):
                         m.d.sync += ki.eq(ki + 1)
-            with m.State("P_NEXT"):
-                m.d.sync += [probes.eq(probes + 1), s.eq((s + 1) & mask)]
-                with m.If(probes >= mask[0:SW]):
-                    m.next = "P_END"
-                with m.Else():
-                    m.next = "P_ST"
-            with m.State("P_END"):
-                win_ok(a3, vsz)
-                percpu = (dtype == BPF_MAP_TYPE_PERCPU_HASH) | (
-                    dtype == BPF_MAP_TYPE_LRU_PERCPU_HASH)
-                lru = (dtype == BPF_MAP_TYPE_LRU_HASH) | (dtype == BPF_MAP_TYPE_LRU_PERCPU_HASH)
-                with m.Switch(op):
-                    with m.Case(H_LOOKUP):
-                        finish(Mux(found, value_addr(), 0))
-                    with m.Case(H_DELETE):
-                        with m.If(found):
-                            set_res(0)
-                            m.next = "DEL_ST"
-                        with m.Else():
-                            finish(_neg(ENOENT))
-                    with m.Case(H_UPDATE):
-                        with m.If(found & (a4[0:2] == 1)):
-                            finish(_neg(EEXIST))
-                        with m.Elif(found):
-                            with m.If(~wo_ok):
-                                fault(traps.TRAP_MEM)
+                        with m.If(ki + 1 >= kwords):
+                            m.d.sync += cpu_i.eq(0)
+                            percpu = (dtype == BPF_MAP_TYPE_PERCPU_HASH) | (
+                                dtype == BPF_MAP_TYPE_LRU_PERCPU_HASH)
+                            with m.If(percpu if percpu_hash else 0):
+                                if percpu_hash:
+                                    m.next = "INS_ZERO"
                             with m.Else():
                                 m.d.sync += [cp_src.eq(a3), cp_dst.eq(value_addr()),
-                                             cp_len.eq(vsz), cp_zero.eq(0), ret.eq(RET_ACK)]
-                                set_res(0)
+                                             cp_len.eq(vsz), cp_zero.eq(0), ret.eq(RET_INS_STATE)]
                                 m.next = "CP_RD"
-                        with m.Elif(a4[0:2] == 2):
-                            finish(_neg(ENOENT))
-                        with m.Elif(~wo_ok):
-                            fault(traps.TRAP_MEM)
-                        with m.Else():
-                            m.next = "CNT_RD"
-                    with m.Default():
-                        finish(0)
-            # insert a new key: the entry count decides between insert, evict and E2BIG
-            with m.State("CNT_RD"):
-                with m.If(access(ma, 2)):
-                    m.d.sync += cnt.eq(bus.rdata[0:32])
-                    lru = (dtype == BPF_MAP_TYPE_LRU_HASH) | (
-                        dtype == BPF_MAP_TYPE_LRU_PERCPU_HASH)
-                    with m.If(~below_maxe(bus.rdata)):
-                        with m.If(~lru):
-                            finish(_neg(E2BIG))
-                        with m.Elif(free_ok):
-                            # insert at the free slot, then evict another entry (count same)
-                            m.d.sync += [s.eq(free), ki.eq(0), probes.eq(0), imode.eq(1)]
-                            m.next = "INS_KEY"
-                        with m.Else():
-                            # every slot is taken: replace the entry at the key's home slot
-                            m.d.sync += [s.eq(hfin & mask), ki.eq(0), imode.eq(2)]
-                            m.next = "INS_KEY"
-                    with m.Else():
-                        m.d.sync += [s.eq(free), ki.eq(0), imode.eq(0)]
-                        m.next = "INS_KEY"
-            with m.State("INS_KEY"):
-                with m.If(access(ka, 3, 1, k_rd.data)):
-                    m.d.sync += ki.eq(ki + 1)
-                    with m.If(ki + 1 >= kwords):
-                        m.d.sync += cpu_i.eq(0)
-                        percpu = (dtype == BPF_MAP_TYPE_PERCPU_HASH) | (
-                            dtype == BPF_MAP_TYPE_LRU_PERCPU_HASH)
-                        with m.If(percpu):
-                            m.next = "INS_ZERO"
-                        with m.Else():
-                            m.d.sync += [cp_src.eq(a3), cp_dst.eq(value_addr()),
-                                         cp_len.eq(vsz), cp_zero.eq(0), ret.eq(RET_INS_STATE)]
-                            m.next = "CP_RD"
             # a new per-CPU entry: every core's value zeroed, this core's written
-            with m.State("INS_ZERO"):
-                with m.If(cpu_i == cfg.cores):
-                    m.d.sync += [cp_src.eq(a3), cp_dst.eq(value_addr()), cp_len.eq(vsz),
-                                 cp_zero.eq(0), ret.eq(RET_INS_STATE)]
-                    m.next = "CP_RD"
-                with m.Else():
-                    m.d.sync += [cp_dst.eq(value_addr(cpu_i)),
-                                 cp_len.eq(vsz), cp_zero.eq(1), ret.eq(RET_INS_VAL),
-                                 cpu_i.eq(cpu_i + 1)]
-                    m.next = "CP_WR"
-            with m.State("INS_ST"):
-                with m.If(access(sa, 0, 1, C.SLOT_VALID)):
-                    with m.If(imode == 0):
-                        m.next = "CNT_WR"
-                    with m.Elif(imode == 1):
-                        m.d.sync += [free.eq(s), s.eq((s + 1) & mask), probes.eq(0)]
-                        m.next = "EV_ST"
+            if percpu_hash and update:
+                with m.State("INS_ZERO"):
+                    with m.If(cpu_i == cfg.cores):
+                        m.d.sync += [cp_src.eq(a3), cp_dst.eq(value_addr()), cp_len.eq(vsz),
+                                     cp_zero.eq(0), ret.eq(RET_INS_STATE)]
+                        m.next = "CP_RD"
                     with m.Else():
+                        m.d.sync += [cp_dst.eq(value_addr(cpu_i)),
+                                     cp_len.eq(vsz), cp_zero.eq(1), ret.eq(RET_INS_VAL),
+                                     cpu_i.eq(cpu_i + 1)]
+                        m.next = "CP_WR"
+            if hashes and update:
+                with m.State("INS_ST"):
+                    with m.If(access(sa, 0, 1, C.SLOT_VALID)):
+                        with m.If(imode == 0):
+                            m.next = "CNT_WR"
+                        with m.Elif(imode == 1):
+                            m.d.sync += [free.eq(s), s.eq((s + 1) & mask), probes.eq(0)]
+                            m.next = "EV_ST"
+                        with m.Else():
+                            finish(0)
+                with m.State("CNT_WR"):
+                    with m.If(access(ma, 2, 1, cnt_new)):
                         finish(0)
-            with m.State("CNT_WR"):
-                with m.If(access(ma, 2, 1, cnt_new)):
-                    finish(0)
             # eviction (LRU maps when full): the next valid slot after the new entry
-            with m.State("EV_ST"):
-                with m.If(access(sa, 0)):
-                    with m.If((bus.rdata[0:8] == C.SLOT_VALID) & (s != free)):
-                        m.next = "EV_DEL"
-                    with m.Elif(probes >= mask[0:SW]):
+            if lru_hash and update:
+                with m.State("EV_ST"):
+                    with m.If(access(sa, 0)):
+                        with m.If((bus.rdata[0:8] == C.SLOT_VALID) & (s != free)):
+                            m.next = "EV_DEL"
+                        with m.Elif(probes >= mask[0:SW]):
+                            finish(0)
+                        with m.Else():
+                            m.d.sync += [s.eq((s + 1) & mask), probes.eq(probes + 1)]
+                with m.State("EV_DEL"):
+                    with m.If(access(sa, 0, 1, C.SLOT_DELETED)):
                         finish(0)
-                    with m.Else():
-                        m.d.sync += [s.eq((s + 1) & mask), probes.eq(probes + 1)]
-            with m.State("EV_DEL"):
-                with m.If(access(sa, 0, 1, C.SLOT_DELETED)):
-                    finish(0)
-            with m.State("DEL_ST"):
-                with m.If(access(sa, 0, 1, C.SLOT_DELETED)):
-                    m.next = "DEL_CNT"
-            with m.State("DEL_CNT"):
-                with m.If(access(ma, 2)):
-                    m.d.sync += cnt.eq(bus.rdata[0:32])
-                    m.next = "DEL_CNT2"
-            with m.State("DEL_CNT2"):
-                with m.If(access(ma, 2, 1, cnt_new)):
-                    finish(0)
+            if hashes and delete:
+                with m.State("DEL_ST"):
+                    with m.If(access(sa, 0, 1, C.SLOT_DELETED)):
+                        m.next = "DEL_CNT"
+                with m.State("DEL_CNT"):
+                    with m.If(access(ma, 2)):
+                        m.d.sync += cnt.eq(bus.rdata[0:32])
+                        m.next = "DEL_CNT2"
+                with m.State("DEL_CNT2"):
+                    with m.If(access(ma, 2, 1, cnt_new)):
+                        finish(0)
 
             # --------------------------------------------------------- LPM trie (lookups)
-            with m.State("LPM_CNT"):
-                with m.If(access(ma, 2)):
-                    m.d.sync += [cnt.eq(bus.rdata[0:32]), ki.eq(0), lpm_ok.eq(1)]
-                    dbits = ((ksz - 4) << 3)[:12]
-                    m.d.sync += lpm_p.eq(Mux((k0[12:32] != 0) | (k0[0:12] > dbits), dbits,
-                                             k0[0:12]))
-                    m.next = "LPM_W"
-            with m.State("LPM_W"):
-                with m.If(s >= cnt):
-                    m.d.sync += s.eq(best_i)
-                    m.next = "LPM_END"
-                with m.Else():
-                    with m.If(access(ka, 3)):
-                        w = bus.rdata
-                        p = Mux(ki == 0, w[0:32], tmp[0:32])
-                        bm = lpm_mask(ki, p)        # 64-bit mask, one byte per lane
-                        with m.If(ki == 0):
-                            m.d.sync += tmp.eq(w)
-                        ok = (lpm_ok & (((w ^ k_rd.data) & bm) == 0) & (p[12:32] == 0)
-                              & (p[0:12] <= lpm_p))
-                        with m.If(ki + 1 >= kwords):
-                            with m.If(ok & (~best_ok | (p[0:12] > best_p))):
-                                m.d.sync += [best_ok.eq(1), best_p.eq(p[0:12]), best_i.eq(s)]
-                            m.d.sync += [ki.eq(0), s.eq(s + 1), lpm_ok.eq(1)]
-                        with m.Else():
-                            m.d.sync += [ki.eq(ki + 1), lpm_ok.eq(ok)]
+            if lpm:
+                with m.State("LPM_CNT"):
+                    with m.If(access(ma, 2)):
+                        m.d.sync += [cnt.eq(bus.rdata[0:32]), ki.eq(0), lpm_ok.eq(1)]
+                        dbits = ((ksz - 4) << 3)[:12]
+                        m.d.sync += lpm_p.eq(Mux((k0[12:32] != 0) | (k0[0:12] > dbits), dbits,
+                                                 k0[0:12]))
+                        m.next = "LPM_W"
+                with m.State("LPM_W"):
+                    with m.If(s >= cnt):
+                        m.d.sync += s.eq(best_i)
+                        m.next = "LPM_END"
+                    with m.Else():
+                        with m.If(access(ka, 3)):
+                            w = bus.rdata
+                            p = Mux(ki == 0, w[0:32], tmp[0:32])
+                            bm = lpm_mask(ki, p)        # 64-bit mask, one byte per lane
+                            with m.If(ki == 0):
+                                m.d.sync += tmp.eq(w)
+                            ok = (lpm_ok & (((w ^ k_rd.data) & bm) == 0) & (p[12:32] == 0)
+                                  & (p[0:12] <= lpm_p))
+                            with m.If(ki + 1 >= kwords):
+                                with m.If(ok & (~best_ok | (p[0:12] > best_p))):
+                                    m.d.sync += [best_ok.eq(1), best_p.eq(p[0:12]), best_i.eq(s)]
+                                m.d.sync += [ki.eq(0), s.eq(s + 1), lpm_ok.eq(1)]
+                            with m.Else():
+                                m.d.sync += [ki.eq(ki + 1), lpm_ok.eq(ok)]
 
-            with m.State("LPM_END"):
-                finish(Mux(best_ok, value_addr(0), 0))
+                with m.State("LPM_END"):
+                    finish(Mux(best_ok, value_addr(0), 0))
 
             # --------------------------------------------------------- copy / zero routine
-            with m.State("CP_RD"):
-                with m.If(cp_len == 0):
-                    m.next = "RET"
-                with m.Elif(cp_zero):
-                    m.next = "CP_WR"
-                with m.Else():
-                    with m.If(access(cp_src, chunk)):
-                        m.d.sync += tmp.eq(bus.rdata)
+            if copy:
+                with m.State("CP_RD"):
+                    with m.If(cp_len == 0):
+                        m.next = "RET"
+                    with m.Elif(cp_zero):
                         m.next = "CP_WR"
-            with m.State("CP_WR"):
-                with m.If(cp_len == 0):
-                    m.next = "RET"
-                with m.Else():
-                    with m.If(access(cp_dst, chunk, 1, Mux(cp_zero, 0, tmp))):
-                        m.d.sync += [cp_src.eq(cp_src_next), cp_dst.eq(cp_dst_next),
-                                     cp_len.eq(cp_len_next)]
-                        m.next = "CP_RD"
-            with m.State("RET"):
-                with m.Switch(ret):
-                    with m.Case(RET_ACK):
-                        m.next = "ACK"
-                    with m.Case(RET_INS_VAL):
-                        m.next = "INS_ZERO"
-                    with m.Case(RET_INS_STATE):
-                        m.next = "INS_ST"
-                    with m.Case(RET_MM_DONE):
-                        m.next = "ACK"
-                    with m.Default():
-                        m.next = "ACK"
+                    with m.Else():
+                        with m.If(access(cp_src, chunk)):
+                            m.d.sync += tmp.eq(bus.rdata)
+                            m.next = "CP_WR"
+                with m.State("CP_WR"):
+                    with m.If(cp_len == 0):
+                        m.next = "RET"
+                    with m.Else():
+                        with m.If(access(cp_dst, chunk, 1, Mux(cp_zero, 0, tmp))):
+                            m.d.sync += [cp_src.eq(cp_src_next), cp_dst.eq(cp_dst_next),
+                                         cp_len.eq(cp_len_next)]
+                            m.next = "CP_RD"
+                with m.State("RET"):
+                    with m.Switch(ret):
+                        with m.Case(RET_ACK):
+                            m.next = "ACK"
+                        if percpu_hash and update:
+                            with m.Case(RET_INS_VAL):
+                                m.next = "INS_ZERO"
+                        if hashes and update:
+                            with m.Case(RET_INS_STATE):
+                                m.next = "INS_ST"
+                        with m.Case(RET_MM_DONE):
+                            m.next = "ACK"
+                        with m.Default():
+                            m.next = "ACK"
 
             # --------------------------------------------------------- csum_diff
-            fsz = a2[0:32]
-            tsz = a4[0:32]
-            with m.State("CS0"):
-                win_ok(a1, fsz)
-                with m.If(((fsz | tsz)[0:2] != 0) | (a2[10:32] != 0) | (a4[10:32] != 0)
-                          | ((fsz[0:10] + tsz[0:10]) > 512) | (a2[32:] != 0)
-                          | (a4[32:] != 0)):
-                    finish(_neg(EINVAL))
-                with m.Elif((fsz != 0) & ~wo_ok):
-                    fault(traps.TRAP_MEM)
-                with m.Else():
-                    m.next = "CS1"
-            with m.State("CS1"):                # (one window check a cycle)
-                with m.If((tsz != 0) & ~win_ok(a3, tsz)):
-                    fault(traps.TRAP_MEM)
-                with m.Else():
-                    m.d.sync += [cs_a.eq(Mux(tsz != 0, a5[0:32], 0)),
-                                 cs_b.eq(Mux((fsz != 0) & (tsz == 0), ~a5[0:32], 0)),
-                                 cp_src.eq(a3[0:32]), cp_len.eq(tsz)]
-                    m.next = "CS_TO"
-            # (sizes are multiples of 4, at most 512: cp_len counts down to 0)
-            with m.State("CS_TO"):
-                m.d.comb += cp_step.eq(4)
-                with m.If(cp_len == 0):
-                    m.d.sync += [cp_src.eq(a1[0:32]), cp_len.eq(fsz)]
-                    m.next = "CS_FR"
-                with m.Else():
-                    with m.If(access(cp_src, 2)):
-                        m.d.sync += [cs_a.eq(cs_a + bus.rdata[0:32]), cp_src.eq(cp_src_next),
-                                     cp_len.eq(cp_len_next)]
-            with m.State("CS_FR"):
-                m.d.comb += cp_step.eq(4)
-                with m.If(cp_len == 0):
-                    m.next = "CS_FIN"
-                with m.Else():
-                    with m.If(access(cp_src, 2)):
-                        m.d.sync += [cs_b.eq(cs_b + bus.rdata[0:32]), cp_src.eq(cp_src_next),
-                                     cp_len.eq(cp_len_next)]
-            with m.State("CS_FIN"):
-                r = Signal(32)
-                sum2 = Signal(33)
-                m.d.comb += sum2.eq(fa + (~fb)[0:32])
-                with m.If((fsz != 0) & (tsz != 0)):
-                    m.d.comb += r.eq((sum2 + sum2[32])[0:32])
-                with m.Elif(tsz != 0):
-                    m.d.comb += r.eq(fa)
-                with m.Elif(fsz != 0):
-                    m.d.comb += r.eq(~fb)
-                with m.Else():
-                    m.d.comb += r.eq(a5[0:32])
-                t = Signal(32)
-                m.d.comb += t.eq((r + r.rotate_left(16))[0:32])
-                finish(t[16:32])
+            if H_CSUM_DIFF in hs:
+                fsz = a2[0:32]
+                tsz = a4[0:32]
+                with m.State("CS0"):
+                    win_ok(a1, fsz)
+                    with m.If(((fsz | tsz)[0:2] != 0) | (a2[10:32] != 0) | (a4[10:32] != 0)
+                              | ((fsz[0:10] + tsz[0:10]) > 512) | (a2[32:] != 0)
+                              | (a4[32:] != 0)):
+                        finish(_neg(EINVAL))
+                    with m.Elif((fsz != 0) & ~wo_ok):
+                        fault(traps.TRAP_MEM)
+                    with m.Else():
+                        m.next = "CS1"
+                with m.State("CS1"):                # (one window check a cycle)
+                    with m.If((tsz != 0) & ~win_ok(a3, tsz)):
+                        fault(traps.TRAP_MEM)
+                    with m.Else():
+                        m.d.sync += [cs_a.eq(Mux(tsz != 0, a5[0:32], 0)),
+                                     cs_b.eq(Mux((fsz != 0) & (tsz == 0), ~a5[0:32], 0)),
+                                     cp_src.eq(a3[0:32]), cp_len.eq(tsz)]
+                        m.next = "CS_TO"
+                # the "to" words into cs_a, then the "from" words into cs_b
+                # (sizes are multiples of 4, at most 512: cp_len counts down to 0)
+                for st, acc, then, load in (
+                        ("CS_TO", cs_a, "CS_FR", [cp_src.eq(a1[0:32]), cp_len.eq(fsz)]),
+                        ("CS_FR", cs_b, "CS_FIN", [])):
+                    with m.State(st):
+                        m.d.comb += cp_step.eq(4)
+                        with m.If(cp_len == 0):
+                            m.d.sync += load
+                            m.next = then
+                        with m.Else():
+                            with m.If(access(cp_src, 2)):
+                                m.d.sync += [acc.eq(acc + bus.rdata[0:32]),
+                                             cp_src.eq(cp_src_next), cp_len.eq(cp_len_next)]
+                with m.State("CS_FIN"):
+                    r = Signal(32)
+                    sum2 = Signal(33)
+                    m.d.comb += sum2.eq(fa + (~fb)[0:32])
+                    with m.If((fsz != 0) & (tsz != 0)):
+                        m.d.comb += r.eq((sum2 + sum2[32])[0:32])
+                    with m.Elif(tsz != 0):
+                        m.d.comb += r.eq(fa)
+                    with m.Elif(fsz != 0):
+                        m.d.comb += r.eq(~fb)
+                    with m.Else():
+                        m.d.comb += r.eq(a5[0:32])
+                    t = Signal(32)
+                    m.d.comb += t.eq((r + r.rotate_left(16))[0:32])
+                    finish(t[16:32])
 
             # --------------------------------------------------------- trace_printk
-            if cfg.trace_depth:     # (no trace unit: no format parser either)
+            if H_TRACE in hs:       # (trace_depth 0: no trace unit, no format parser)
                 fmt_sz = a2[0:32]
                 with m.State("TP0"):
                     win_ok(a1, fmt_sz)
@@ -983,60 +1022,69 @@ class HelperUnit(wiring.Component):
             dbig = (a2[PW + 1:32] != 0) & (a2[PW + 1:32] != (1 << (31 - PW)) - 1)
             m.d.comb += delta.eq(a2[0:PW + 2].as_signed())
             metalen = Signal(8)
-            m.d.comb += metalen.eq(data - data_meta)
-            with m.State("AH0"):
-                nd = Signal(signed(PW + 3))
-                m.d.comb += nd.eq(data + delta)
-                frame_end = metalen + XDP_FRAME_SIZE
-                with m.If(dbig | (nd < frame_end) | (nd > data_end - ETH_HLEN)):
-                    finish(_neg(EINVAL))
-                with m.Elif(metalen != 0):
-                    m.d.sync += mm_i.eq(0)
-                    m.next = "MM_RD"
-                with m.Else():
-                    m.next = "AH_SET"
+            if adj_meta:
+                m.d.comb += metalen.eq(data - data_meta)
+            if H_ADJUST_HEAD in hs:
+                with m.State("AH0"):
+                    nd = Signal(signed(PW + 3))
+                    m.d.comb += nd.eq(data + delta)
+                    frame_end = metalen + XDP_FRAME_SIZE
+                    with m.If(dbig | (nd < frame_end) | (nd > data_end - ETH_HLEN)):
+                        finish(_neg(EINVAL))
+                    with m.Elif(metalen != 0):      # (never without adjust_meta)
+                        if adj_meta:
+                            m.d.sync += mm_i.eq(0)
+                            m.next = "MM_RD"
+                    with m.Else():
+                        m.next = "AH_SET"
             # move the metadata with the data (byte by byte, in the safe direction)
             mm_idx = Mux(delta < 0, mm_i, metalen - 1 - mm_i)
             mm_src = Signal(PW)
             m.d.comb += mm_src.eq(data_meta + mm_idx)
-            with m.State("MM_RD"):
-                with m.If(mm_i >= metalen):
-                    m.next = "AH_SET"
-                with m.Else():
-                    with m.If(access(memmap.PKT_BASE | mm_src, 0)):
-                        m.d.sync += tmp.eq(bus.rdata)     # (a byte write: low byte)
-                        m.next = "MM_WR"
-            with m.State("MM_WR"):
-                with m.If(access(memmap.PKT_BASE | (mm_src + delta)[0:PW], 0, 1, tmp)):
-                    m.d.sync += mm_i.eq(mm_i + 1)
-                    m.next = "MM_RD"
-            with m.State("AH_SET"):
-                m.d.sync += [data.eq(data + delta), data_meta.eq(data_meta + delta)]
-                finish(0)
-            with m.State("AM0"):
-                nm = Signal(signed(PW + 3))
-                ml = Signal(signed(PW + 3))
-                m.d.comb += [nm.eq(data_meta + delta), ml.eq(data - nm)]
-                with m.If(dbig | (nm < XDP_FRAME_SIZE) | (nm > data)):
-                    finish(_neg(EINVAL))
-                with m.Elif((ml[0:2] != 0) | (ml > 32)):
-                    finish(_neg(EACCES))
-                with m.Else():
-                    m.d.sync += data_meta.eq(nm)
+            if adj_meta and H_ADJUST_HEAD in hs:
+                with m.State("MM_RD"):
+                    with m.If(mm_i >= metalen):
+                        m.next = "AH_SET"
+                    with m.Else():
+                        with m.If(access(memmap.PKT_BASE | mm_src, 0)):
+                            m.d.sync += tmp.eq(bus.rdata)     # (a byte write: low byte)
+                            m.next = "MM_WR"
+                with m.State("MM_WR"):
+                    with m.If(access(memmap.PKT_BASE | (mm_src + delta)[0:PW], 0, 1, tmp)):
+                        m.d.sync += mm_i.eq(mm_i + 1)
+                        m.next = "MM_RD"
+            if H_ADJUST_HEAD in hs:
+                with m.State("AH_SET"):
+                    m.d.sync += [data.eq(data + delta), data_meta.eq(data_meta + delta)]
                     finish(0)
-            with m.State("AT0"):
-                ne = Signal(signed(PW + 3))
-                m.d.comb += ne.eq(data_end + delta)
-                with m.If(dbig | (ne > hard_end) | (ne < data + ETH_HLEN)):
-                    finish(_neg(EINVAL))
-                with m.Elif(delta > 0):
-                    m.d.sync += [cp_dst.eq(self.data_end), cp_len.eq(delta), cp_zero.eq(1),
-                                 ret.eq(RET_ACK), data_end.eq(ne)]
-                    set_res(0)
-                    m.next = "CP_WR"
-                with m.Else():
-                    m.d.sync += data_end.eq(ne)
-                    finish(0)
-        m.d.comb += bus.wdata[32:64].eq(Mux(fsm.ongoing("INS_KEY"), k_rd.data[32:64],
+            if adj_meta:
+                with m.State("AM0"):
+                    nm = Signal(signed(PW + 3))
+                    ml = Signal(signed(PW + 3))
+                    m.d.comb += [nm.eq(data_meta + delta), ml.eq(data - nm)]
+                    with m.If(dbig | (nm < XDP_FRAME_SIZE) | (nm > data)):
+                        finish(_neg(EINVAL))
+                    with m.Elif((ml[0:2] != 0) | (ml > 32)):
+                        finish(_neg(EACCES))
+                    with m.Else():
+                        m.d.sync += data_meta.eq(nm)
+                        finish(0)
+            if H_ADJUST_TAIL in hs:
+                with m.State("AT0"):
+                    ne = Signal(signed(PW + 3))
+                    m.d.comb += ne.eq(data_end + delta)
+                    with m.If(dbig | (ne > hard_end) | (ne < data + ETH_HLEN)):
+                        finish(_neg(EINVAL))
+                    with m.Elif(delta > 0):
+                        m.d.sync += [cp_dst.eq(self.data_end), cp_len.eq(delta), cp_zero.eq(1),
+                                     ret.eq(RET_ACK), data_end.eq(ne)]
+                        set_res(0)
+                        m.next = "CP_WR"
+                    with m.Else():
+                        m.d.sync += data_end.eq(ne)
+                        finish(0)
+        self.states = tuple(fsm.encoding)      # (what was built: tests look)
+        ins_key = fsm.ongoing("INS_KEY") if hashes and update else 0
+        m.d.comb += bus.wdata[32:64].eq(Mux(ins_key, k_rd.data[32:64],
                                             Mux(cp_zero, 0, tmp[32:64])))
         return m

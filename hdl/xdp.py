@@ -746,7 +746,9 @@ class XDPEngine(wiring.Component):
                   C.R_INJ_WR: iw, C.R_INJ_RD: ir, C.R_OUT_WR: ow, C.R_OUT_RD: orr,
                   C.R_KTIME_LO: ktime[0:32], C.R_KTIME_HI: ktime[32:64],
                   C.R_TRACE_DEPTH: cfg.trace_depth, C.R_TRACE_WR: tw, C.R_TRACE_RD: trd,
-                  C.R_GUARD: Cat(wr_ok, wr_bad, cm_bad), C.R_PROG_CRC: prog_crc}
+                  C.R_GUARD: Cat(wr_ok, wr_bad, cm_bad), C.R_PROG_CRC: prog_crc,
+                  C.R_MAP_TYPES: cfg.map_type_mask(),
+                  **{C.R_HELPERS0 + k: w for k, w in enumerate(cfg.helper_masks())}}
         mapdat = Signal(32)
         m.d.comb += cnt_host.eq(off[0:6])
         m.d.sync += cnt_valid.eq(cnt_has)

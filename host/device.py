@@ -51,10 +51,10 @@ class Device:
                 self.t.canary = (base + C.REGS + C.R_IDENT, C.IDENT)
             info = _stable(lambda: self.reg(C.R_INFO), url=self.url)
             self.version = _stable(lambda: self.reg(C.R_VERSION), url=self.url)
-            if self.version < C.VERSION:
+            if self.version < C.MIN_VERSION:
                 raise TargetError(f"{self.url}: the engine's control port is version "
-                                  f"{self.version}; this host needs version {C.VERSION} (write "
-                                  f"window, keyed commit): rebuild the gateware")
+                                  f"{self.version}; this host needs version {C.MIN_VERSION} "
+                                  f"(write window, keyed commit) or later: rebuild the gateware")
         except BaseException:
             self.t.close()
             raise
@@ -68,10 +68,24 @@ class Device:
         self.out_words = _stable(lambda: self.reg(C.R_OUT_WORDS), url=self.url)
         self.ns_per_cycle = _stable(lambda: self.reg(C.R_NS_PER_CYCLE), url=self.url)
         self.trace_depth = _stable(lambda: self.reg(C.R_TRACE_DEPTH), url=self.url)
+        self.helpers, self.map_types = self._capabilities()
         self._inj_wr = self._inj_rd = self._out_rd = None     # ring indexes the host owns
 
     def close(self):
         self.t.close()
+
+    def _capabilities(self) -> tuple[frozenset[int], frozenset[int]]:
+        """(helper ids, map types) the engine was built with: its capability registers
+        (version 3); a version-2 engine was always built with everything."""
+        from bpfpga.hdl.config import HELPERS, MAP_TYPES
+        if self.version < 3:
+            return frozenset(HELPERS), frozenset(MAP_TYPES)
+        words = [_stable(lambda k=k: self.reg(C.R_HELPERS0 + k), url=self.url)
+                 for k in range(C.HELPER_WORDS)]
+        mt = _stable(lambda: self.reg(C.R_MAP_TYPES), url=self.url)
+        return (frozenset(32 * k + b for k, w in enumerate(words) for b in range(32)
+                          if w >> b & 1),
+                frozenset(b for b in range(32) if mt >> b & 1))
 
     # ------------------------------------------------------------------ raw words
     def write(self, addr: int, words) -> None:
@@ -906,6 +920,33 @@ class Loaded:
                               f"{self.obj.path}; load it again")
 
 
+def check_capabilities(dev: Device, obj) -> None:
+    """Refuse (LoadError), before anything is written, an object the device's engine cannot
+    run: a program calling a helper it was not built with, a map of a type it was not built
+    with (its capability registers, Device.helpers / map_types), keys beyond the helper
+    unit's 64 bytes."""
+    from bpfpga.errors import LoadError
+    from bpfpga.helpers import HELPER_NAMES
+    from bpfpga.obj import MAP_TYPE_NAMES
+    for p in obj.programs:
+        for h in p.helpers:
+            if h not in dev.helpers:
+                raise LoadError(f"{obj.path}: program '{p.name}' calls helper "
+                                f"bpf_{HELPER_NAMES.get(h, str(h))} ({h}), which the engine "
+                                f"of {dev.url} was not built with")
+    for md in obj.maps:
+        if md.type not in dev.map_types:
+            users = [p.name for p in obj.programs if md.name in p.maps_used]
+            used = f" (used by program '{users[0]}')" if users else ""
+            have = ", ".join(MAP_TYPE_NAMES.get(t, str(t)) for t in sorted(dev.map_types))
+            raise LoadError(f"{obj.path}: map '{md.name}'{used} is a {md.type_name} map, a "
+                            f"type the engine of {dev.url} was not built with (it has: "
+                            f"{have or 'none'})")
+        if md.key_size > 64:
+            raise LoadError(f"map '{md.name}': keys of {md.key_size} bytes exceed the "
+                            f"helper unit's 64")
+
+
 def install(dev: Device, obj, prog: str | None = None, entries: dict | None = None,
             budget: int | None = None, meta_extra: dict | None = None) -> Loaded:
     """Load an object onto a device: stage the program and check its CRC (the running
@@ -916,19 +957,8 @@ def install(dev: Device, obj, prog: str | None = None, entries: dict | None = No
     import os
     from bpfpga import memmap
     from bpfpga.errors import LoadError
-    from bpfpga.hdl.helpers_hw import SUPPORTED
-    from bpfpga.helpers import HELPER_NAMES
     from bpfpga.obj import BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_PROG_ARRAY
-    for p in obj.programs:
-        for h in p.helpers:
-            if h not in SUPPORTED:
-                raise LoadError(f"{obj.path}: program '{p.name}' calls helper "
-                                f"bpf_{HELPER_NAMES.get(h, str(h))} ({h}), which the "
-                                f"hardware engine does not support")
-    for md in obj.maps:
-        if md.key_size > 64:
-            raise LoadError(f"map '{md.name}': keys of {md.key_size} bytes exceed the "
-                            f"helper unit's 64")
+    check_capabilities(dev, obj)
     names = {m.name: m for m in obj.maps}
     for name in (entries or {}):
         if name not in names:

@@ -73,22 +73,14 @@ class XdpRtl(Target):
     def __init__(self, obj: BpfObject, prog: str | None = None, url: str | None = None,
                  budget: int = memmap.INSN_BUDGET, **_):
         from bpfpga.compiler.link import hw_descriptor, hw_layout
-        from bpfpga.hdl.helpers_hw import SUPPORTED
-        from bpfpga.helpers import HELPER_NAMES
         from bpfpga.hdl import control as C
-        from bpfpga.host.device import Device, DeviceMap
+        from bpfpga.host.device import Device, DeviceMap, check_capabilities
         self.obj = obj
         try:
             self.entry = obj.program(prog)
         except (KeyError, IndexError):
             names = ", ".join(p.name for p in obj.programs) or "none"
             raise LoadError(f"{obj.path}: no program '{prog}' (programs: {names})") from None
-        for p in obj.programs:
-            for h in p.helpers:
-                if h not in SUPPORTED:
-                    raise LoadError(f"{obj.path}: program '{p.name}' calls helper "
-                                    f"bpf_{HELPER_NAMES.get(h, str(h))} ({h}), which the "
-                                    f"hardware engine does not support")
         self.sim = None
         if url is None:
             from bpfpga.sim.rtl_xdp_build import Simulation
@@ -97,11 +89,8 @@ class XdpRtl(Target):
         try:
             self.dev = dev = Device(url)
             self.ncpus = dev.cores
+            check_capabilities(dev, obj)
             self.image, self.map_len = hw_layout(obj, dev.cores, dev.map_bytes)
-            for md in obj.maps:
-                if md.key_size > 64:
-                    raise LoadError(f"map '{md.name}': keys of {md.key_size} bytes exceed the "
-                                    f"helper unit's 64")
             code, self.prog_no, self.spans = link_image(obj, self.entry, self.image)
             dev.pause()
             dev.control(capture=True, clear=True)

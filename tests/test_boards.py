@@ -76,7 +76,9 @@ def test_board_list_json():
     assert c["fpga"] == "LFE5U-25F-6BG256C" and c["ports"] == 2
     b = get_board("colorlight_5a_75b")
     assert c["host_link"]["kind"] == "etherbone" and c["engine_clock_mhz"] == b.engine_clock_mhz
-    assert c["cores"] == b.cores and c["engine_config"] == dict(b.engine)
+    # (as JSON has it: the helper and map-type sets are lists there)
+    assert c["cores"] == b.cores and c["engine_config"] == json.loads(json.dumps(dict(b.engine)))
+    assert 1 in c["engine_config"]["helpers"] and c["engine_config"]["trace_depth"] == 0
     assert c["cable"]["openfpgaloader_board"] == "colorlight"
 
 
