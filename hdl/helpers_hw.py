@@ -213,11 +213,14 @@ class HelperUnit(wiring.Component):
         ka = Signal(32)
         sa = Signal(32)
         ma = Signal(32)
-        assert MAPB % (1 << 30) == 0
-        m.d.comb += [va.eq(MAPB | (base + s * stride + cpustride * va_cpu)[:30]),
-                     ka.eq(MAPB | (kbase + s * kstride + (ki << 3))[:30]),
-                     sa.eq(MAPB | (meta + 8 + s)[:30]),
-                     ma.eq(MAPB | meta[0:30])]
+        # (offsets in map memory at the width its DualBankRAM decodes, hdl/bus.py: it wraps
+        # beyond, and every slot of a map lies below map_bytes)
+        MW = max(SW, 4 + (cfg.map_bytes // 8 - 1).bit_length())
+        assert MAPB % (1 << MW) == 0
+        m.d.comb += [va.eq(MAPB | (base + s * stride + cpustride * va_cpu)[:MW]),
+                     ka.eq(MAPB | (kbase + s * kstride + (ki << 3))[:MW]),
+                     sa.eq(MAPB | (meta + 8 + s)[:MW]),
+                     ma.eq(MAPB | meta[0:MW])]
         cnt_new = Signal(SW)
         m.d.comb += cnt_new.eq(cnt + Mux(op == H_DELETE, (1 << SW) - 1, 1))
 
