@@ -60,7 +60,11 @@ def _out(as_json: bool, data, text: str) -> None:
 
 
 def device_info(dev) -> dict:
+    """What the gateware is: ident, sizes, clock, and the helpers and map types it was built
+    with (the loader refuses objects that need others)."""
     from bpfpga.hdl import control as C
+    from bpfpga.helpers import HELPER_NAMES
+    from bpfpga.obj import MAP_TYPE_NAMES
     ident = dev.reg(C.R_IDENT)
     return {"device": dev.url, "ident": f"0x{ident:08x}",
             "gateware": ident.to_bytes(4, "big").decode("ascii", "replace"),
@@ -69,7 +73,9 @@ def device_info(dev) -> dict:
             "map_bytes": dev.map_bytes, "packet_bytes": dev.pkt_bytes,
             "inject_ring_words": dev.inj_words, "output_ring_words": dev.out_words,
             "clock_mhz": round(1000 / dev.ns_per_cycle, 3) if dev.ns_per_cycle else None,
-            "ns_per_cycle": dev.ns_per_cycle}
+            "ns_per_cycle": dev.ns_per_cycle, "trace_depth": dev.trace_depth,
+            "helpers": [f"bpf_{HELPER_NAMES.get(h, str(h))}" for h in sorted(dev.helpers)],
+            "map_types": [MAP_TYPE_NAMES.get(t, str(t)) for t in sorted(dev.map_types)]}
 
 
 def stats(dev) -> dict:
@@ -124,13 +130,14 @@ def register(group: click.Group) -> None:
     @device.command("info")
     @device_options
     def info(device, timeout, as_json):
-        """Gateware ident and version, cores, ports, memory sizes, clock."""
+        """Gateware ident and version, cores, ports, memory sizes, clock, helpers, map types."""
         dev = open_device(device, timeout)
         try:
             d = device_info(dev)
         finally:
             dev.close()
-        _out(as_json, d, "\n".join(f"{k}: {v}" for k, v in d.items()))
+        _out(as_json, d, "\n".join(f"{k}: {', '.join(v) if isinstance(v, list) else v}"
+                                    for k, v in d.items()))
 
     # ------------------------------------------------------------------ prog
     prog = group.commands["prog"]

@@ -92,6 +92,9 @@ def test_simboard_cli_matches_ref(tmp_path):
     try:
         info = json.loads(board.cli("device", "info", "-j").stdout)
         assert info["cores"] >= 1 and info["ident"] == "0x62706658"
+        # the simulated board is built with every helper and map type
+        assert {"bpf_map_lookup_elem", "bpf_tail_call", "bpf_trace_printk"} <= \
+            set(info["helpers"]) and {"hash", "lpm_trie", "prog_array"} <= set(info["map_types"])
         r = board.cli("prog", "load", str(LB / "lb.o"), "--maps", str(tmp_path / "base.json"),
                       "-j")
         assert json.loads(r.stdout)["slots"] > 900
