@@ -86,6 +86,28 @@ def _request_eth(platform, index: int, taken: set):
     return platform.request("eth", index)
 
 
+def _block_ram(module, min_bits: int = 1024):
+    """Ask yosys for block RAM (``ram_style``) for every memory under ``module`` of at least
+    ``min_bits`` whose ports all read synchronously. yosys builds small memories such as the
+    MAC's clock-crossing FIFOs (32 x 42 bits) and the ICMP echo buffer from LUT RAM
+    (TRELLIS_DPR16X4, two logic cells and a RAMW each, plus a read mux above 16 words),
+    where the 25F has logic cells to spare least; a DP16KD holds them whole. Returns the
+    memories marked."""
+    from migen.fhdl.specials import Memory
+    marked = []
+
+    def walk(mod):
+        for sp in mod._fragment.specials:
+            if (isinstance(sp, Memory) and sp.width * sp.depth >= min_bits
+                    and not any(p.async_read for p in sp.ports)):
+                sp.attr = set(getattr(sp, "attr", set())) | {("ram_style", "block")}
+                marked.append(sp)
+        for _name, sub in mod._submodules:
+            walk(sub)
+    walk(module)
+    return marked
+
+
 def _pipe(layout):
     """A register stage on valid/payload and on ready."""
     return stream.Buffer(layout, pipe_valid=True, pipe_ready=True)
@@ -190,6 +212,7 @@ class BpfpgaSoC(SoCMini):
             core = LiteEthMACCore(phy, MAC_DW, with_preamble_crc=True, tx_cdc_buffered=True,
                                   rx_cdc_buffered=True)
             _cut_tx_datapath(core)
+            _block_ram(core)
             core = ClockDomainsRenamer(cd)(core)
             setattr(self, f"ethmac{i}", core)
             self.eth_domains += [f"eth{i}_rx", f"eth{i}_tx"]
@@ -220,7 +243,8 @@ class BpfpgaSoC(SoCMini):
         ip_address = convert_ip(host.ip)
         self.eb_arp = arp = LiteEthARP(mac, host.mac, ip_address, self.sys_clk_freq, dw=dw)
         self.eb_ip = ip = LiteEthIP(mac, host.mac, ip_address, arp.table, dw=dw)
-        self.eb_icmp = LiteEthICMP(ip, ip_address, dw=dw)
+        self.eb_icmp = icmp = LiteEthICMP(ip, ip_address, dw=dw)
+        _block_ram(icmp)
         self.eb_udp = udp = LiteEthUDP(ip, ip_address, dw=dw)
         self.etherbone = eb = LiteEthEtherbone(
             SimpleNamespace(crossbar=_BufferedCrossbar(self, udp.crossbar)), host.udp_port,
