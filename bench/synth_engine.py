@@ -4,7 +4,7 @@ area per module, Fmax and critical path.
 
     .venv/bin/python bench/synth_engine.py [--board colorlight_5a_75b | --config default|sim]
         [--cores N] [--ports P] [--mode flat|modules|both] [--device 45k] [--freq 50]
-        [--no-route] [--no-pnr] [--out synth_engine]
+        [--no-route] [--no-pnr] [--out synth_engine] [--blackbox cpu,helper]
 
 The engine's ports (Wishbone slave, rx/tx streams: some 400 bits) are kept from becoming pins
 by a scan wrapper, as bench/synth_core.py does for the CPU: one serial input shifts into
@@ -19,6 +19,10 @@ nextpnr runs on a part the engine fits (default LFE5U-85F-6, CABGA381) at ``--fr
 ``--no-route`` stops after placement (the Fmax is then nextpnr's placement estimate: quick,
 and usually within some 10-20 % of the routed figure). The critical path (from the
 ``--report`` JSON) is printed cell by cell with its source lines.
+
+``--blackbox cpu,helper`` (modules, or flat with ``--no-pnr``) keeps the submodules whose instance names start with
+those words out of synthesis (yosys ``blackbox``): the engine top, the DualBankRAMs and the
+arbiters in a minute or two instead of ten, for work on those parts.
 
 Results go to build/bench/synth_engine[_OUT].json; the tools run in build/OUT/ (the YoWASP
 tools see only paths under the working tree).
@@ -161,6 +165,9 @@ def main(argv=None):
     ap.add_argument("--no-route", action="store_true", help="stop nextpnr after placement")
     ap.add_argument("--no-pnr", action="store_true", help="yosys only")
     ap.add_argument("--out", default="synth_engine", help="directory under build/")
+    ap.add_argument("--blackbox", default="", metavar="NAME,...",
+                    help="submodule instance names (prefixes, e.g. cpu,helper) left out of "
+                    "synthesis (modules mode, or flat with --no-pnr)")
     ap.add_argument("--paths", type=int, default=5, help="netlist paths to print")
     args = ap.parse_args(argv)
     board = args.board or (None if args.config else "colorlight_5a_75b")
@@ -182,15 +189,31 @@ def main(argv=None):
     result = {"engine_config": cfg.as_dict(), "board": board, "scan_chain_ffs": None,
               "verilog_s": round(tv, 1)}
 
-    def synth(flags, stat_file, log, extra=""):
+    def synth(flags, stat_file, log, extra="", pre=""):
         t = run([yosys, "-q", "-l", log, "-p",
-                 f"read_verilog engine.v; synth_ecp5 -top engine_top -abc9 {flags}{extra}; "
+                 f"read_verilog engine.v; {pre}"
+                 f"synth_ecp5 -top engine_top -abc9 {flags}{extra}; "
                  f"tee -o {stat_file} stat"], out / (log + ".out"), out)
         return parse_stat((out / stat_file).read_text()), round(t, 1)
 
+    pre = ""
+    bb = [b for b in args.blackbox.split(",") if b]
+    if bb:
+        if args.mode != "modules" and not args.no_pnr:
+            raise SystemExit("--blackbox: nextpnr cannot place a netlist with black boxes; "
+                             "add --no-pnr or use --mode modules")
+        names = re.findall(r"^module \\?(\S+?)\s*\(", (out / "engine.v").read_text(), re.M)
+        hit = [n for n in names if n.split(".")[-1].startswith(tuple(bb))]
+        if not hit:
+            raise SystemExit(f"--blackbox {args.blackbox}: no submodule of that name "
+                             f"(modules: {', '.join(n.split('.')[-1] for n in names)})")
+        result["blackbox"] = hit
+        pre = "".join(f"blackbox {n}; " for n in hit)
+
     if args.mode in ("modules", "both"):
         print("[2/3] yosys: synth_ecp5 -abc9 -noflatten (area per module)", flush=True)
-        mods, result["yosys_modules_s"] = synth("-noflatten", "stat_mod.txt", "yosys_mod.log")
+        mods, result["yosys_modules_s"] = synth("-noflatten", "stat_mod.txt", "yosys_mod.log",
+                                                pre=pre)
         result["modules"] = {k: v for k, v in mods.items() if v}
         print(f"\n{'module':44} " + " ".join(f"{c[:8]:>8}" for c in CELLS))
         for k, v in sorted(result["modules"].items(), key=lambda kv: -kv[1].get("LUT4", 0)):
@@ -199,14 +222,15 @@ def main(argv=None):
     result["scan_chain_ffs"] = getattr(top, "scan_bits", None)
     if args.mode in ("flat", "both"):
         print("[2/3] yosys: synth_ecp5 -abc9", flush=True)
-        stat, result["yosys_s"] = synth("", "stat.txt", "yosys.log", " -json engine.json")
+        stat, result["yosys_s"] = synth("", "stat.txt", "yosys.log", " -json engine.json",
+                                        pre=pre)
         cells = stat.get("engine_top") or next(iter(stat.values()), {})
         result["cells"] = cells
         print("   " + "  ".join(f"{c} {cells.get(c, 0)}" for c in CELLS), flush=True)
         # logic-depth paths of the netlist (bench/netlist_paths.py): seconds, not minutes
         from netlist_paths import analyse
-        paths = analyse(json.loads((out / "engine.json").read_text()), "engine_top",
-                        count=args.paths)
+        paths = [] if bb else analyse(json.loads((out / "engine.json").read_text()),
+                                      "engine_top", count=args.paths)
         result["depth_paths"] = paths
         for r in paths:
             mods_on = []

@@ -101,6 +101,7 @@ class DualBankRAM(wiring.Component):
         r_size = Signal(2)
         r_we = Signal()
         r_wdata = Signal(64)
+        r_fsh = Signal(3)           # the funnel's byte shift: sh for a read, -sh for a write
         r_host = Signal()
         clr = Signal(range(half + 1))
 
@@ -116,7 +117,8 @@ class DualBankRAM(wiring.Component):
         # initiator's bounds check) drives only `busy`, not some hundred enables
         with m.If(~busy):
             m.d.sync += [r_addr.eq(bus.addr), r_size.eq(bus.size), r_we.eq(bus.we),
-                         r_wdata.eq(bus.wdata)]
+                         r_wdata.eq(bus.wdata),
+                         r_fsh.eq(Mux(bus.we, -bus.addr[0:3], bus.addr[0:3]))]
         m.d.sync += busy.eq(~busy & bus.valid)
 
         # --- cycle 2: data back, write performed --------------------------------------------
@@ -128,42 +130,49 @@ class DualBankRAM(wiring.Component):
             for s in range(4):
                 with m.Case(s):
                     m.d.comb += nbytes_mask.eq((1 << (1 << s)) - 1)
-        rmask = Cat(*[nbytes_mask[i].replicate(8) for i in range(8)])
-        # byte i of the result is byte i + sh of Cat(first word, next word); the first word
-        # is in bank `odd`, the next in bank ~odd. A byte funnel shifter in three steps
-        # (4, 2, 1 bytes), the bank swap folded into the first (a 4:1 mux per bit: two LUT4
-        # and a PFUMX) and the size mask into the last: about 300 LUT4 where one 8:1 byte
-        # mux per bank and result byte took 600
-        def cat_byte(b):
+        # a write passes its data unmasked
+        rmask = Cat(*[(nbytes_mask[i] | r_we).replicate(8) for i in range(8)])
+        # One byte funnel shifter serves both directions. A read: byte i of the result is
+        # byte i + sh of Cat(first word, next word); the first word is in bank `odd`, the
+        # next in bank ~odd. A write: the data rotated left by sh puts every byte where the
+        # byte enables of both words want it, and that is byte i + (-sh mod 8) of
+        # Cat(wdata, wdata). In three steps (4, 2, 1 bytes), the source choice folded into
+        # the first and the size mask into the last (one shifter instead of a read funnel
+        # and a write rotator: some 100 LUT4 less a DualBankRAM)
+        fsh = r_fsh
+
+        def src_byte(b):
             lo, hi = (rp1.data, rp0.data) if b < 8 else (rp0.data, rp1.data)
-            return Mux(odd, lo.word_select(b % 8, 8), hi.word_select(b % 8, 8))
-        ya = [Mux(sh[2], cat_byte(j + 4), cat_byte(j)) for j in range(11)]
-        yb = [Mux(sh[1], ya[j + 2], ya[j]) for j in range(9)]
-        rdata = Cat(*[Mux(sh[0], yb[i + 1], yb[i]) for i in range(8)]) & rmask
-        m.d.comb += [bus.ready.eq(busy), bus.rdata.eq(rdata)]
-        # rotating the data by the byte offset puts every byte where the byte enables of
-        # both words want it (cheaper than a 128-bit shift); in three steps, as above
-        r1 = Mux(sh[2], r_wdata.rotate_left(32), r_wdata)
-        r2 = Mux(sh[1], r1.rotate_left(16), r1)
-        rot = Signal(64)
+            return Mux(r_we, r_wdata.word_select(b % 8, 8),
+                       Mux(odd, lo.word_select(b % 8, 8), hi.word_select(b % 8, 8)))
+        ya = [Mux(fsh[2], src_byte(j + 4), src_byte(j)) for j in range(11)]
+        yb = [Mux(fsh[1], ya[j + 2], ya[j]) for j in range(9)]
+        funnel = Signal(64)
+        m.d.comb += funnel.eq(Cat(*[Mux(fsh[0], yb[i + 1], yb[i]) for i in range(8)]) & rmask)
+        m.d.comb += [bus.ready.eq(busy), bus.rdata.eq(funnel)]
+        rot = funnel
         ben = Signal(16)
-        m.d.comb += [rot.eq(Mux(sh[0], r2.rotate_left(8), r2)), ben.eq(nbytes_mask << sh)]
+        m.d.comb += ben.eq(nbytes_mask << sh)
         # the word holding the first byte is rw; it is in bank odd, the next one in bank ~odd
         wen = Signal()
         m.d.comb += wen.eq(busy & r_we)
         host = self.host
-        with m.If(self.clear | (clr != 0)):
+        clearing = Signal()
+        m.d.comb += clearing.eq(self.clear | (clr != 0))
+        # the write data is one two-way choice, not gated by the branch that writes (the
+        # enables are): the bus's rotated data while it writes, else the host's
+        wdata = Mux(clearing, 0, Mux(wen, rot, host.wdata))
+        m.d.comb += [wp0.data.eq(wdata), wp1.data.eq(wdata)]
+        with m.If(clearing):
             # zero both banks, one index per cycle
             m.d.comb += [self.clearing.eq(1),
-                         wp0.addr.eq(clr), wp1.addr.eq(clr), wp0.data.eq(0), wp1.data.eq(0),
+                         wp0.addr.eq(clr), wp1.addr.eq(clr),
                          wp0.en.eq(0xFF), wp1.en.eq(0xFF)]
             m.d.sync += clr.eq(Mux(clr == half - 1, 0, clr + 1))
         with m.Elif(wen):
             m.d.comb += [
                 wp0.addr.eq(Mux(odd, (rw >> 1) + 1, rw >> 1)),
                 wp1.addr.eq(rw >> 1),
-                wp0.data.eq(rot),
-                wp1.data.eq(rot),
                 wp0.en.eq(Mux(odd, ben[8:], ben[:8])),
                 wp1.en.eq(Mux(odd, ben[:8], ben[8:])),
             ]
@@ -171,7 +180,6 @@ class DualBankRAM(wiring.Component):
             hodd = host.addr[0]
             m.d.comb += [
                 wp0.addr.eq(host.addr >> 1), wp1.addr.eq(host.addr >> 1),
-                wp0.data.eq(host.wdata), wp1.data.eq(host.wdata),
                 wp0.en.eq(Mux(hodd, 0, host.we)), wp1.en.eq(Mux(hodd, host.we, 0)),
             ]
         # host reads: when the bus is idle, steer the read addresses to the host's word

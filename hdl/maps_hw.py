@@ -69,17 +69,21 @@ def _crc_raw(c: int, data: bytes) -> int:
     return ~zlib.crc32(data, ~c & M32) & M32
 
 
-def crc32_matrix():
-    """zlib's CRC-32 register update over one 64-bit slot (8 bytes, little-endian) as an XOR
-    network: for output bit j, the register bits and data bits it depends on."""
-    cols_c = [_crc_raw(1 << i, bytes(8)) for i in range(32)]
-    cols_d = [_crc_raw(0, (1 << i).to_bytes(8, "little")) for i in range(64)]
+def crc32_matrix(nbytes: int = 8):
+    """zlib's CRC-32 register update over ``nbytes`` bytes (little-endian) as an XOR network:
+    for output bit j, the register bits and data bits it depends on."""
+    cols_c = [_crc_raw(1 << i, bytes(nbytes)) for i in range(32)]
+    cols_d = [_crc_raw(0, (1 << i).to_bytes(nbytes, "little")) for i in range(8 * nbytes)]
     return ([[i for i in range(32) if cols_c[i] >> j & 1] for j in range(32)],
-            [[i for i in range(64) if cols_d[i] >> j & 1] for j in range(32)])
+            [[i for i in range(8 * nbytes) if cols_d[i] >> j & 1] for j in range(32)])
 
 
 def hdl_crc_update(m, crc, data):
-    mc, md = crc32_matrix()
+    """The CRC-32 register after the bytes of ``data`` (a whole number of bytes, the lowest
+    first)."""
+    if len(data) % 8:
+        raise ValueError(f"hdl_crc_update: data of {len(data)} bits is not whole bytes")
+    mc, md = crc32_matrix(len(data) // 8)
     out = Signal(32)
     bits = []
     for j in range(32):
@@ -119,17 +123,24 @@ class MapArbiter(wiring.Component):
         cur = Signal(range(max(2, self.n)))
         sel = Signal(range(max(2, self.n)))
         go = Signal()
+        # without a grant the first valid initiator is selected, and the last one when none
+        # is (its valid is low then): sel depends on the valids of all but the last, so with
+        # two initiators each request bit is a 5-input function (a LUT4 pair), not a 6-input
+        # one (four LUT4 and an L6MUX) as with "none valid" as a case of its own
+        m.d.comb += go.eq(Cat(*[i.valid for i in ins]).any())
         with m.If(active):
             m.d.comb += sel.eq(cur)
         with m.Else():
-            for k in reversed(range(self.n)):
+            m.d.comb += sel.eq(self.n - 1)
+            for k in reversed(range(self.n - 1)):
                 with m.If(ins[k].valid):
-                    m.d.comb += [sel.eq(k), go.eq(1)]
+                    m.d.comb += sel.eq(k)
+        for f in ("valid", "addr", "size", "we", "wdata", "lock"):
+            acc = getattr(ins[-1], f)
+            for k in reversed(range(self.n - 1)):
+                acc = Mux(sel == k, getattr(ins[k], f), acc)
+            m.d.comb += getattr(o, f).eq(acc & (active | go) if f == "valid" else acc)
         for k, i in enumerate(ins):
-            with m.If(sel == k):
-                m.d.comb += [o.valid.eq(i.valid & (active | go)), o.addr.eq(i.addr),
-                             o.size.eq(i.size), o.we.eq(i.we), o.wdata.eq(i.wdata),
-                             o.lock.eq(i.lock)]
             # the target (a DualBankRAM) answers two cycles or more after valid, so ready
             # only ever comes while a grant is active: selecting it by the registered grant
             # keeps the initiators' address and valid logic (a helper unit's hash and

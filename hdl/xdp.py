@@ -156,7 +156,14 @@ class XDPEngine(wiring.Component):
         desc = Memory(shape=unsigned(256), depth=cfg.max_maps, init=[])
         m.submodules.desc = desc
         desc_wp = desc.write_port(granularity=32)
-        desc_rp_wb = desc.read_port()
+        # the host reads the descriptors back from a copy of its own, one 32-bit word per
+        # entry, in block RAM: a second 256-bit read port would be some 64 more LUT-RAM
+        # blocks and their 256 output flip-flops, and then an 8:1 word mux
+        desc_host = Memory(shape=unsigned(32), depth=8 * cfg.max_maps, init=[],
+                           attrs={"ram_style": "block"})
+        m.submodules.desc_host = desc_host
+        desc_host_wp = desc_host.write_port()
+        desc_rp_wb = desc_host.read_port()
 
         stage = Memory(shape=unsigned(64), depth=cfg.pm_depth, init=[])
         m.submodules.stage = stage
@@ -303,6 +310,9 @@ class XDPEngine(wiring.Component):
             prev = Signal(64, name=f"l{n}_prev")
             hptr = Signal(6, name=f"l{n}_hptr")
             m.d.comb += free.eq(0)
+            # the egress beat's data whatever the state (valid says when it counts)
+            m.d.comb += eg.payload.data.eq(
+                (Cat(prev, pkt.host.rdata) >> (start_off[0:3] * 8))[0:64])
             with m.FSM(name=f"lane{n}"):
                 with m.State("IDLE"):
                     m.d.comb += free.eq(1)
@@ -409,9 +419,7 @@ class XDPEngine(wiring.Component):
                     m.d.comb += [hold.eq(1), eg_req.eq(1)]
                     lastb = eg_b == eg_nb - 1
                     rem = (length - (eg_b << 3))[0:4]
-                    both = Cat(prev, pkt.host.rdata)
                     m.d.comb += [eg.valid.eq(1),
-                                 eg.payload.data.eq((both >> (sh * 8))[0:64]),
                                  eg.payload.first.eq(eg_b == 0), eg.payload.last.eq(lastb),
                                  eg.payload.keep.eq(Mux(lastb, _thermo(m, rem), 0xFF))]
                     acc = eg.ready
@@ -477,12 +485,15 @@ class XDPEngine(wiring.Component):
                         m.d.sync += [busy.eq(1), owner.eq(n)]
             for n, L in enumerate(lanes):
                 with m.If(busy & (owner == n)):
-                    m.d.comb += [o.valid.eq(L.eg.valid), o.payload.eq(L.eg.payload),
+                    m.d.comb += [o.valid.eq(L.eg.valid),
                                  L.eg.ready.eq(o.ready)]
                     with m.If(L.eg.valid & o.ready & L.eg.payload.last):
                         m.d.sync += busy.eq(0)
                         if d < P:
                             bump(C.C_TX + d, 1)
+            # the payload is not gated (valid is): the owner's, or the one lane's
+            m.d.comb += o.payload.eq(Array(L.eg.payload for L in lanes)[owner] if N > 1
+                                     else lanes[0].eg.payload)
             if d == HOST:
                 m.d.comb += ring_owner.eq(owner)
 
@@ -564,6 +575,7 @@ class XDPEngine(wiring.Component):
                 m.d.comb += L.hu.tr_ack.eq(tack & (Mux(treq.any() & (tk == 0), tpick, tsel)
                                                    == n))
             tslot = tw[0:(TD - 1).bit_length()] if TD > 1 else Const(0, 1)
+            m.d.comb += tr_wp.data.eq(trec[tsel].word_select((tk - 1)[0:3], 64))
             with m.FSM(name="trace"):
                 with m.State("IDLE"):
                     m.d.sync += tk.eq(0)
@@ -576,8 +588,7 @@ class XDPEngine(wiring.Component):
                             m.next = "WRITE"
                 with m.State("WRITE"):
                     k = (tk - 1)[0:3]
-                    m.d.comb += [tr_wp.addr.eq(Cat(k, tslot)), tr_wp.en.eq(1),
-                                 tr_wp.data.eq(trec[tsel].word_select(k, 64))]
+                    m.d.comb += [tr_wp.addr.eq(Cat(k, tslot)), tr_wp.en.eq(1)]
                     m.d.sync += tk.eq(tk + 1)
                     with m.If(tk == C.TRACE_REC_WORDS):
                         m.d.comb += tack.eq(1)
@@ -596,7 +607,7 @@ class XDPEngine(wiring.Component):
         iport = Signal(4)
         ib = Signal(10)
         inb = Signal(10)
-        m.d.comb += inj_rp.addr.eq(ip)
+        m.d.comb += [inj_rp.addr.eq(ip), inj_s.payload.data.eq(inj_rp.data)]
         with m.FSM(name="inject"):
             with m.State("IDLE"):
                 with m.If(iw != ir):
@@ -614,7 +625,7 @@ class XDPEngine(wiring.Component):
             with m.State("DATA"):
                 lastb = ib == inb - 1
                 rem = (ilen - (ib << 3))[0:4]
-                m.d.comb += [inj_s.valid.eq(1), inj_s.payload.data.eq(inj_rp.data),
+                m.d.comb += [inj_s.valid.eq(1),
                              inj_s.payload.first.eq(ib == 0), inj_s.payload.last.eq(lastb),
                              inj_s.payload.keep.eq(Mux(lastb, _thermo(m, Mux(ilen == 0, 0, rem)),
                                                        0xFF))]
@@ -635,7 +646,9 @@ class XDPEngine(wiring.Component):
         ck_i = Signal(pw + 1)
         ck_busy = Signal()
         ck_v = Signal()
-        m.d.comb += stage_rp.addr.eq(ck_i)
+        ck_h = Signal()                  # the slot's high half is next into the CRC
+        ck_hold = Signal()               # keep the slot on the read port for its high half
+        m.d.comb += [stage_rp.addr.eq(ck_i), stage_rp.en.eq(~ck_hold)]
         cm_req = Signal()
         cm_n = Signal(pw + 1)
         cm_v = Signal()
@@ -650,24 +663,30 @@ class XDPEngine(wiring.Component):
         ck_cm = Signal()                 # the running check is a commit's
         cm_bad = Signal(8)
         prog_crc = Signal(32)
-        new_crc = hdl_crc_update(m, crc, stage_rp.data)
+        # 32 bits a cycle (two per slot): half the XOR network of a 64-bit update, and a
+        # check of the whole program memory still takes only 2 * pm_depth cycles
+        new_crc = hdl_crc_update(m, crc, Mux(ck_h, stage_rp.data[32:], stage_rp.data[:32]))
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 with m.If(ck_busy):
-                    m.d.sync += [ck_i.eq(0), ck_v.eq(0), crc.eq(0xFFFFFFFF), ck_cm.eq(0)]
+                    m.d.sync += [ck_i.eq(0), ck_v.eq(0), ck_h.eq(0), crc.eq(0xFFFFFFFF),
+                                 ck_cm.eq(0)]
                     m.next = "CHECK"
                 with m.Elif(cm_req):
-                    m.d.sync += [ck_i.eq(0), ck_v.eq(0), crc.eq(0xFFFFFFFF), ck_cm.eq(1),
-                                 ck_n.eq(cm_n)]
+                    m.d.sync += [ck_i.eq(0), ck_v.eq(0), ck_h.eq(0), crc.eq(0xFFFFFFFF),
+                                 ck_cm.eq(1), ck_n.eq(cm_n)]
                     m.next = "CHECK"
             with m.State("CHECK"):
-                # slot i is presented, slot i-1 is read out
+                # slot i is presented, slot i-1 is read out: its low half, then (the read
+                # port held) its high half
                 with m.If(ck_v):
-                    m.d.sync += crc.eq(new_crc)
-                with m.If(ck_i < ck_n):
-                    m.d.sync += [ck_i.eq(ck_i + 1), ck_v.eq(1)]
-                with m.Else():
-                    m.next = "CHECK_END"
+                    m.d.sync += [crc.eq(new_crc), ck_h.eq(~ck_h)]
+                    m.d.comb += ck_hold.eq(~ck_h)
+                with m.If(~ck_v | ck_h):
+                    with m.If(ck_i < ck_n):
+                        m.d.sync += [ck_i.eq(ck_i + 1), ck_v.eq(1)]
+                    with m.Else():
+                        m.next = "CHECK_END"
             with m.State("CHECK_END"):
                 m.d.sync += crc.eq(~crc)
                 with m.If(ck_cm):
@@ -705,10 +724,16 @@ class XDPEngine(wiring.Component):
         rsel = Signal(4)
         roff = Signal(16)
         m.d.comb += [region.eq(wb.adr[16:20]), off.eq(wb.adr[0:16])]
-        m.d.comb += [desc_rp_wb.addr.eq(off[3:]), stage_rp_wb.addr.eq(off[1:]),
+        m.d.comb += [desc_rp_wb.addr.eq(off), stage_rp_wb.addr.eq(off[1:]),
                      inj_rp_wb.addr.eq(off[1:]), out_rp_wb.addr.eq(off[1:])]
         if TD:
             m.d.comb += tr_rp_wb.addr.eq(off[1:])
+        # the host's write ports see address and data all the time; only their enables are
+        # decoded (a write port's data gated by the region decode was an AND per bit)
+        m.d.comb += [desc_wp.addr.eq(off[3:]), desc_wp.data.eq(wb.dat_w.replicate(8)),
+                     desc_host_wp.addr.eq(off), desc_host_wp.data.eq(wb.dat_w),
+                     stage_wp.addr.eq(off[1:]), stage_wp.data.eq(wb.dat_w.replicate(2)),
+                     inj_wp.addr.eq(off[1:]), inj_wp.data.eq(wb.dat_w.replicate(2))]
         clr_busy = Signal()
         clr_n = Signal(32)
         clr_a = Signal(32)
@@ -829,17 +854,12 @@ class XDPEngine(wiring.Component):
                                         with m.Case(C.R_SEED):
                                             m.d.comb += [seed_we.eq(1), seed.eq(wb.dat_w)]
                                 with m.Case(C.MAPDESC >> 16):
-                                    m.d.comb += [desc_wp.addr.eq(off[3:]),
-                                                 desc_wp.data.eq(wb.dat_w.replicate(8)),
-                                                 desc_wp.en.eq(1 << off[0:3])]
+                                    m.d.comb += [desc_wp.en.eq(1 << off[0:3]),
+                                                 desc_host_wp.en.eq(1)]
                                 with m.Case(C.PM_STAGE >> 16):
-                                    m.d.comb += [stage_wp.addr.eq(off[1:]),
-                                                 stage_wp.data.eq(wb.dat_w.replicate(2)),
-                                                 stage_wp.en.eq(1 << off[0])]
+                                    m.d.comb += stage_wp.en.eq(1 << off[0])
                                 with m.Case(C.INJ_RING >> 16):
-                                    m.d.comb += [inj_wp.addr.eq(off[1:]),
-                                                 inj_wp.data.eq(wb.dat_w.replicate(2)),
-                                                 inj_wp.en.eq(1 << off[0])]
+                                    m.d.comb += inj_wp.en.eq(1 << off[0])
             with m.State("MAP"):
                 m.d.comb += [host_mbus.valid.eq(1),
                              host_mbus.addr.eq(memmap.MAP_BASE + (adr[0:19] << 2)),
@@ -859,7 +879,7 @@ class XDPEngine(wiring.Component):
                     with m.Case(C.COUNTERS >> 16):
                         m.d.comb += rdat.eq(Mux(cnt_valid, cnt_val, 0))
                     with m.Case(C.MAPDESC >> 16):
-                        m.d.comb += rdat.eq(desc_rp_wb.data.word_select(roff[0:3], 32))
+                        m.d.comb += rdat.eq(desc_rp_wb.data)
                     with m.Case(C.PM_STAGE >> 16):
                         m.d.comb += rdat.eq(stage_rp_wb.data.word_select(roff[0], 32))
                     with m.Case(C.INJ_RING >> 16):

@@ -436,20 +436,15 @@ def test_report_finds_the_engine_clock_behind_an_alias(tmp_path):
     assert _domain("$glbnet$eth_clocks1_rx$TRELLIS_IO_IN", al) == "eth1_rx"
 
 
-def test_mac_tx_datapath_with_register_cuts_sends_whole_frames():
-    """The SoC's MAC core with the register stages gateware/soc.py adds to its TX datapath
-    (Migen simulator, every domain on one clock, a PHY that stalls every third cycle): each
-    frame leaves as preamble + SFD + the bytes (padded to 60) + the right CRC-32, in order.
-    A stage that is not a submodule (seen once: the bitstream lost its whole datapath) sends
-    nothing here."""
-    import zlib
-
-    from migen import ClockDomainsRenamer, Module, Signal, run_simulation
+def _sim_mac_core(cut):
+    """The SoC's MAC core (32-bit, preamble/CRC, buffered crossings) with ``cut`` applied,
+    every domain renamed to sys, on an 8-bit PHY stand-in: (top, core, phy, unrenamed)."""
+    from migen import ClockDomainsRenamer, Module
     from litex.soc.interconnect import stream
     from liteeth.common import eth_phy_description
     from liteeth.mac.core import LiteEthMACCore
 
-    from bpfpga.gateware.soc import MAC_DW, _cut_tx_datapath
+    from bpfpga.gateware.soc import MAC_DW
 
     class Phy(Module):
         dw = 8
@@ -461,11 +456,27 @@ def test_mac_tx_datapath_with_register_cuts_sends_whole_frames():
     phy = Phy()
     core = LiteEthMACCore(phy, MAC_DW, with_preamble_crc=True, tx_cdc_buffered=True,
                           rx_cdc_buffered=True)
-    _cut_tx_datapath(core)
-    assert sum(type(m).__name__ == "Buffer" for m in core.tx_datapath.pipeline) == 2
+    cut(core)
     dut = ClockDomainsRenamer({"eth_tx": "sys", "eth_rx": "sys"})(core)
     top = Module()
     top.submodules += dut, phy
+    return top, dut, phy, core
+
+
+def test_mac_tx_datapath_with_register_cuts_sends_whole_frames():
+    """The SoC's MAC core with the register stages gateware/soc.py adds to its TX datapath
+    (Migen simulator, every domain on one clock, a PHY that stalls every third cycle): each
+    frame leaves as preamble + SFD + the bytes (padded to 60) + the right CRC-32, in order.
+    A stage that is not a submodule (seen once: the bitstream lost its whole datapath) sends
+    nothing here."""
+    import zlib
+
+    from migen import run_simulation
+
+    from bpfpga.gateware.soc import _cut_tx_datapath
+
+    top, dut, phy, core = _sim_mac_core(_cut_tx_datapath)
+    assert sum(type(m).__name__ == "Buffer" for m in core.tx_datapath.pipeline) == 2
     frames = [bytes(range(1, 71)), bytes([0xA5] * 13)]
     out, cur = [], bytearray()
 
@@ -501,3 +512,48 @@ def test_mac_tx_datapath_with_register_cuts_sends_whole_frames():
         assert wire[:8] == bytes([0x55] * 7 + [0xD5])
         assert wire[8:-4] == body
         assert wire[-4:] == zlib.crc32(body).to_bytes(4, "little")
+
+
+def test_mac_rx_datapath_with_register_cut_delivers_whole_frames():
+    """The SoC's MAC core with the register stage gateware/soc.py adds to its RX datapath
+    (Migen simulator, every domain on one clock): preamble + SFD + frame + CRC-32 from the
+    PHY come out as the frame's 32-bit words, in order, with the right last_be; a stage that
+    is not a submodule, or sits outside the pipeline, delivers nothing."""
+    import zlib
+
+    from migen import run_simulation
+
+    from bpfpga.gateware.soc import _cut_rx_datapath
+
+    top, dut, phy, core = _sim_mac_core(_cut_rx_datapath)
+    assert sum(type(m).__name__ == "Buffer" for m in core.rx_datapath.pipeline) == 1
+    frames = [bytes(range(1, 65)), bytes([0xA5] * 61)]
+    out, cur = [], bytearray()
+
+    def send():
+        for f in frames:
+            wire = bytes([0x55] * 7 + [0xD5]) + f + zlib.crc32(f).to_bytes(4, "little")
+            for k, b in enumerate(wire):
+                yield phy.source.valid.eq(1)
+                yield phy.source.data.eq(b)
+                yield phy.source.last.eq(k == len(wire) - 1)
+                yield
+            yield phy.source.valid.eq(0)
+            for _ in range(12):
+                yield
+
+    def receive():
+        yield dut.source.ready.eq(1)
+        for _ in range(600):
+            yield
+            if (yield dut.source.valid):
+                data = (yield dut.source.data)
+                last = (yield dut.source.last)
+                n = (yield dut.source.last_be).bit_length() if last else 4
+                cur.extend(data.to_bytes(4, "little")[:n])
+                if last:
+                    out.append(bytes(cur))
+                    cur.clear()
+
+    run_simulation(top, [send(), receive()])
+    assert out == frames
