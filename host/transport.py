@@ -76,7 +76,26 @@ class UartBridge(Transport):
         self._send(bytes(out))
 
     def _resync(self) -> None:
+        # the bridge's parser resets after an idle gap; bytes of the failed answer that are
+        # still on their way (a slow or loaded board) are drained until the link is quiet, so
+        # they cannot shift the next answer
         time.sleep(UART_IDLE_RESET)
+        inner = getattr(self.port, "port", self.port)      # a FaultyPort wraps the real one
+        old = getattr(inner, "timeout", None)
+        try:
+            if old is not None:
+                inner.timeout = UART_IDLE_RESET
+            for _ in range(1000):
+                if not self.port.read(4096):
+                    break
+        except (OSError, ValueError):
+            pass
+        finally:
+            if old is not None:
+                try:
+                    inner.timeout = old
+                except (OSError, ValueError):
+                    pass
         try:
             self.port.reset_input_buffer()
         except OSError:
@@ -112,6 +131,11 @@ class UartBridge(Transport):
                 if self.canary is None or words[-1] == self.canary[1]:
                     return words[:n]
             self._resync()
+        if len(got) == 4 * want:
+            raise TargetError(f"{self.url}: the board's answers are out of step (the framing "
+                              f"register read back 0x{struct.unpack('>I', got[-4:])[0]:08x}, "
+                              f"not 0x{self.canary[1]:08x}, after {tries} tries); is the "
+                              f"link noisy or another program talking to the board?")
         raise TargetError(f"{self.url}: no answer from the board ({len(got)} of {4 * want} bytes "
                           f"after {tries} tries, each ended by {self.timeout} s of silence); is "
                           f"it powered, flashed and connected?")
