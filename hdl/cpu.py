@@ -284,6 +284,8 @@ class CPU(wiring.Component):
         shr = Signal(64)
         m.d.comb += shr.eq((rin >> sh)[0:64])
         alu = Signal(64)
+        neg_a = Signal(64)      # -a: NEG, and the divider's |a|
+        m.d.comb += neg_a.eq(-a)
         is_sub = x_op == (isa.BPF_SUB >> 4)
         addsub = Signal(64)
         m.d.comb += addsub.eq(a + Mux(is_sub, ~b, b) + is_sub)     # one carry chain
@@ -301,7 +303,7 @@ class CPU(wiring.Component):
             with m.Case(isa.BPF_RSH >> 4, isa.BPF_ARSH >> 4):
                 m.d.comb += alu.eq(shr)
             with m.Case(isa.BPF_NEG >> 4):
-                m.d.comb += alu.eq(-a)
+                m.d.comb += alu.eq(neg_a)
             with m.Case(isa.BPF_MOV >> 4):
                 m.d.comb += alu.eq(b)
         movsx = Signal(64)
@@ -373,10 +375,9 @@ class CPU(wiring.Component):
         ]
 
         # ------------------------------------------------------------------ divider
-        dv_n = Signal(64)      # dividend, shifted out at the top
+        dv_n = Signal(64)      # dividend, shifted out at the top; the quotient shifts in below
         dv_d = Signal(64)
         dv_r = Signal(64)
-        dv_q = Signal(64)
         dv_negq = Signal()
         dv_negr = Signal()
         dv_zero = Signal()
@@ -384,10 +385,11 @@ class CPU(wiring.Component):
         bv = Mux(w64, b, b[0:32])
         sa = x_signed & Mux(w64, a[63], a[31])
         sb = x_signed & Mux(w64, b[63], b[31])
-        # one negator per operand: the low half of a 64-bit negation is the 32-bit one
-        na, nb = Signal(64), Signal(64)
-        m.d.comb += [na.eq(-av), nb.eq(-bv)]
-        a_abs = Mux(sa, Mux(w64, na, na[0:32]), av)
+        # one negator per operand (a's is the ALU's): the low half of a 64-bit negation is
+        # the 32-bit one
+        nb = Signal(64)
+        m.d.comb += nb.eq(-bv)
+        a_abs = Mux(sa, Mux(w64, neg_a, neg_a[0:32]), av)
         b_abs = Mux(sb, Mux(w64, nb, nb[0:32]), bv)
         r2 = Cat(dv_n[63], dv_r)
         diff = Signal(66)
@@ -398,19 +400,21 @@ class CPU(wiring.Component):
         dv_last = Mux(w64, 64, 32) + 1
         with m.If(xc == 0):
             m.d.sync += [dv_n.eq(Mux(w64, a_abs, a_abs << 32)), dv_d.eq(b_abs), dv_r.eq(0),
-                         dv_q.eq(0), dv_negq.eq(sa ^ sb), dv_negr.eq(sa),
-                         dv_zero.eq(bv == 0)]
+                         dv_negq.eq(sa ^ sb), dv_negr.eq(sa), dv_zero.eq(bv == 0)]
         with m.Else():
-            m.d.sync += dv_n.eq(dv_n << 1)
+            # the dividend's bits leave dv_n at the top as the quotient's enter at the bottom:
+            # after 64 (32) steps dv_n is the quotient (the 32-bit dividend started at bit 32)
             with m.If(diff[65]):
-                m.d.sync += [dv_r.eq(r2), dv_q.eq(Cat(0, dv_q))]
+                m.d.sync += [dv_r.eq(r2), dv_n.eq(Cat(0, dv_n[0:63]))]
             with m.Else():
-                m.d.sync += [dv_r.eq(diff), dv_q.eq(Cat(1, dv_q))]
-        qr = Mux(is_div, dv_q, dv_r)
+                m.d.sync += [dv_r.eq(diff), dv_n.eq(Cat(1, dv_n[0:63]))]
+        qr = Mux(is_div, dv_n, dv_r)
         qr_neg = Signal(64)
         m.d.comb += qr_neg.eq(-qr)
         qr_fin = Mux(Mux(is_div, dv_negq, dv_negr), qr_neg, qr)
-        div_res = Mux(dv_zero, Mux(is_div, 0, av), qr_fin)
+        # by zero: div gives 0 (at once); mod runs the steps, which leave the remainder
+        # |a| (every step subtracts 0), turned back into a by the dividend's sign as usual
+        div_res = Mux(dv_zero & is_div, 0, qr_fin)
 
         # ------------------------------------------------------------------ memory access
         nbytes = Signal(4)
@@ -520,7 +524,7 @@ class CPU(wiring.Component):
                     m.d.comb += [fin0.eq(1), cnt0.eq(1)]
                     write(x_dst, narrow(mres))
             with m.Elif(divmod_op):
-                with m.If((xc == dv_last) | ((xc == 1) & dv_zero)):
+                with m.If((xc == dv_last) | ((xc == 1) & dv_zero & is_div)):
                     m.d.comb += [fin0.eq(1), cnt0.eq(1)]
                     write(x_dst, narrow(div_res))
             with m.Else():
