@@ -84,7 +84,7 @@ class UartBridge(Transport):
         old = getattr(inner, "timeout", None)
         try:
             if old is not None:
-                inner.timeout = UART_IDLE_RESET
+                inner.timeout = max(UART_IDLE_RESET, min(self.timeout, 1.0))
             for _ in range(1000):
                 if not self.port.read(4096):
                     break
