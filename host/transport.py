@@ -80,11 +80,10 @@ class UartBridge(Transport):
         # still on their way (a slow or loaded board) are drained until the link is quiet, so
         # they cannot shift the next answer
         time.sleep(UART_IDLE_RESET)
-        inner = getattr(self.port, "port", self.port)      # a FaultyPort wraps the real one
-        old = getattr(inner, "timeout", None)
+        old = getattr(self.port, "timeout", None)
         try:
             if old is not None:
-                inner.timeout = max(UART_IDLE_RESET, min(self.timeout, 1.0))
+                self.port.timeout = max(UART_IDLE_RESET, min(self.timeout, 1.0))
             for _ in range(1000):
                 if not self.port.read(4096):
                     break
@@ -93,7 +92,7 @@ class UartBridge(Transport):
         finally:
             if old is not None:
                 try:
-                    inner.timeout = old
+                    self.port.timeout = old
                 except (OSError, ValueError):
                     pass
         try:
@@ -287,6 +286,14 @@ class FaultyPort:
 
     def close(self) -> None:
         self.port.close()
+
+    @property
+    def timeout(self):
+        return self.port.timeout
+
+    @timeout.setter
+    def timeout(self, value) -> None:
+        self.port.timeout = value
 
     def __getattr__(self, name):
         return getattr(self.port, name)
