@@ -274,7 +274,8 @@ def main(argv=None):
                 for s in cp["path"]:
                     print(f"  {s['type']:8} {s['delay']:6.2f}  {s['from']} -> {s['to']}")
             print(f"(with source lines: {out / 'critical_path.txt'})")
-    suffix = "" if args.out == "synth_engine" else f"_{args.out}"
+    name = Path(args.out).name
+    suffix = "" if name == "synth_engine" else f"_{name}"
     (ROOT / "build" / "bench").mkdir(parents=True, exist_ok=True)
     dest = ROOT / "build" / "bench" / f"synth_engine{suffix}.json"
     dest.write_text(json.dumps(result, indent=1))

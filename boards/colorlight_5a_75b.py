@@ -1,10 +1,15 @@
 """Colorlight 5A-75B: an LED-panel receiver card, LFE5U-25F-6BG256C, two Gigabit RGMII ports.
 
 Two Broadcom B50612D PHYs share one MDIO bus; a 25 MHz oscillator; no USB at all (JTAG pads
-J27/J30-J32 need an external cable such as an FT232R, a CMSIS-DAP or a DirtyJTAG probe). The
-"serial" pins litex-boards offers are the status LED and the button, so the host link is
-Etherbone on port 0 (docs/boards.md says why). v7.0 and v8.0 differ only in pins; both are
-CABGA256 parts. litex-boards' target runs the RGMII TX without FPGA-side delay (tx_delay 0).
+J27/J30-J32 need an external cable such as an FT232R, an FT2232H, a CMSIS-DAP or a DirtyJTAG
+probe). The host link is a 3.3 V UART on header J19, the pins litex-boards calls ``serial``:
+DATA_LED- (U16 on v8.0, P11 on v7.0) is the FPGA's TX, KEY+ (R16 / M13) its RX; the status
+LED and the button share those pins, so the button is no reset here. An FT2232H gives JTAG
+on channel A and this UART on channel B with one cable. Etherbone on port 0 was the host link
+before: its UDP/IP stack is some 2,600 LUT4 and 2,600 flip-flops the XDP engine needs on this
+part (docs/boards.md); both Ethernet ports now carry XDP traffic only. v7.0 and v8.0 differ
+only in pins; both are CABGA256 parts. litex-boards' target runs the RGMII TX without
+FPGA-side delay (tx_delay 0).
 """
 from bpfpga.boards.base import Board, Cable, EthPort, HostLink
 from bpfpga.helpers import HELPER_IDS
@@ -15,7 +20,7 @@ _ETH = (EthPort(0, chip="B50612D", tx_delay=0.0), EthPort(1, chip="B50612D", tx_
 _CABLE = Cable(board="colorlight", needs_cable=True,
                hint="the 5A-75B has no programmer on board: wire a JTAG probe to J27/J30-J32 "
                     "and name it with --cable (ft232RL, dirtyJtag, cmsisdap, ...)")
-_HOST = HostLink("etherbone", port=0, ip="192.168.1.50", mac=0x10E2D5000000)
+_HOST = HostLink("uart", resource="serial", baud=1_000_000, usb="external, on J19")
 _URL = "https://github.com/q3k/chubby75/tree/master/5a-75b"
 
 # The smallest XDP engine tried on the LFE5U-25F (24,288 LUT4 cells, 56 DP16KD): one core
@@ -41,7 +46,8 @@ MAP_TYPES = (BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_ARRAY,
              BPF_MAP_TYPE_PERCPU_ARRAY)
 ENGINE = (("target_port", False), ("pm_depth", 512), ("map_bytes", 8 * 1024),
           ("max_maps", 16), ("inj_words", 256), ("out_words", 256),
-          ("ns_per_cycle", 20), ("trace_depth", 0),
+          ("trace_depth", 0), ("strict_ctx", True),
+          ("desc_bram", True), ("frame_bram", True),
           ("helpers", tuple(sorted(HELPER_IDS[n] for n in HELPERS))),
           ("map_types", tuple(sorted(MAP_TYPES))))
 
@@ -49,15 +55,15 @@ V8 = Board(
     name="colorlight_5a_75b", title="Colorlight 5A-75B v8.0", revision="8.0",
     part="LFE5U-25F-6BG256C", clock=("clk25", 25e6), eth=_ETH, host=_HOST, cable=_CABLE,
     platform_module="colorlight_5a_75b", platform_kwargs=(("revision", "8.0"),),
-    reset=("user_btn_n", True), engine_clock_mhz=ENGINE_CLOCK_MHZ, cores=1,
+    reset=None, engine_clock_mhz=ENGINE_CLOCK_MHZ, cores=1,
     engine=ENGINE, url=_URL,
-    notes="two RGMII ports; Etherbone on port 0 shares it with XDP traffic")
+    notes="two RGMII ports for XDP; host UART on J19 (LED/button pins)")
 
 V7 = Board(
     name="colorlight_5a_75b_v7", title="Colorlight 5A-75B v7.0", revision="7.0",
     part="LFE5U-25F-6BG256C", clock=("clk25", 25e6), eth=_ETH, host=_HOST, cable=_CABLE,
     platform_module="colorlight_5a_75b", platform_kwargs=(("revision", "7.0"),),
-    reset=("user_btn_n", True), engine_clock_mhz=ENGINE_CLOCK_MHZ, cores=1,
+    reset=None, engine_clock_mhz=ENGINE_CLOCK_MHZ, cores=1,
     engine=ENGINE, url=_URL,
     notes="as v8.0 with the v7.0 pinout")
 

@@ -183,6 +183,9 @@ class BpfpgaSoC(SoCMini):
 
         # engine ------------------------------------------------------------------------
         ekw = {**dict(board.engine), **(engine_kwargs or {})}
+        # ktime_get_ns advances by the clock period the SoC is built for (--clock included),
+        # rounded to whole nanoseconds (R_NS_PER_CYCLE tells the host)
+        ekw.setdefault("ns_per_cycle", max(1, round(1000 / clock_mhz)))
         comp, kind = engine_component(cores=cores, ports=board.ports, kind=engine, **ekw)
         cfg = getattr(comp, "cfg", None)
         self.engine_config = cfg.as_dict() if hasattr(cfg, "as_dict") else ekw

@@ -46,6 +46,12 @@ class EngineConfig:
     max_key: int = 64            # bytes: the longest hash / LPM key the helper unit holds
     target_port: bool = True     # CPU: a second program-memory copy fetches branch targets
                                  # (False: one block-RAM copy less, 3 cycles per taken branch)
+    frame_bram: bool = False     # CPU: call frames' r6..r9 in block RAM (8 DP16KD per core)
+                                 # instead of LUT RAM (some 400 logic cells)
+    desc_bram: bool = False      # map descriptors in block RAM (2 DP16KD per core, 3 cycles
+                                 # more per map operation) instead of LUT RAM (~400 cells)
+    strict_ctx: bool = False     # ctx (xdp_md) takes only aligned 4-byte loads, as the
+                                 # kernel's verifier allows; others trap (TRAP_MEM)
     trace_depth: int = 16        # trace_printk records the trace FIFO holds (a power of two;
                                  # 0: no trace unit and no trace_printk helper)
     helpers: tuple[int, ...] | None = None     # helper ids built (None: all of HELPERS)
@@ -98,7 +104,9 @@ class EngineConfig:
         """DP16KD blocks (2 KiB of 64-bit-wide storage each, two per 64-bit 512-word bank)."""
         def blocks(nbytes):
             return max(2, -(-nbytes // 2048))
-        per_core = blocks(self.pm_depth * 8) + 2 * blocks(4096 // 2) + 2 * blocks(self.pkt_bytes // 2)
+        per_core = (blocks(self.pm_depth * 8) + 2 * blocks(4096 // 2)
+                    + 2 * blocks(self.pkt_bytes // 2) + (2 if self.desc_bram else 0)
+                    + (8 if self.frame_bram else 0))
         shared = (blocks(self.pm_depth * 8) + 2 * blocks(self.map_bytes // 2)
                   + blocks(self.inj_words * 8) + blocks(self.out_words * 8)
                   + (blocks(self.trace_depth * 64) if self.trace_depth else 0))

@@ -44,8 +44,13 @@ class CPU(wiring.Component):
     read-only; map memory is [MAP_BASE, +``map_len``); the stack window is fixed.
     """
 
-    def __init__(self, pm_depth: int = 4096, target_port: bool = True):
+    def __init__(self, pm_depth: int = 4096, target_port: bool = True,
+                 frame_bram: bool = False):
         self.pm_depth = pm_depth
+        # frame_bram: the call frames' saved r6..r9 in block RAM (256 bits wide: 8 DP16KD)
+        # instead of LUT RAM (67 LUT-RAM blocks, some 400 logic sites on an ECP5), for parts
+        # with more block RAM than logic to spare; same cycles (see the frames below)
+        self.frame_bram = frame_bram
         # target_port: a second program-memory read port fetches the target of the branch,
         # call or exit in D, so a taken one costs 2 cycles instead of 3; it costs a second
         # copy of the program memory's block RAM (yosys does not merge the write port into
@@ -111,11 +116,26 @@ class CPU(wiring.Component):
 
         # call frames: return pc and r6..r9, in LUT RAM (asynchronous read). Its one read
         # address is the top frame: D takes the return pc, X the saved registers.
-        fr = Memory(shape=unsigned(pw + 1 + 4 * 64), depth=memmap.MAX_CALL_FRAMES, init=[])
+        fr = Memory(shape=unsigned(pw + 1 + (0 if self.frame_bram else 4 * 64)),
+                    depth=memmap.MAX_CALL_FRAMES, init=[])
         m.submodules.frames = fr
         fr_rp = fr.read_port(domain="comb")
         fr_wp = fr.write_port()
         m.d.comb += fr_rp.addr.eq(depth - 1)
+        if self.frame_bram:
+            # r6..r9 of the frames apart, in block RAM read synchronously at depth - 1: X
+            # uses them only in an exit, which comes two cycles or more after the call or
+            # exit that last moved depth (through D), so the read has caught up by then
+            frs = Memory(shape=unsigned(4 * 64), depth=memmap.MAX_CALL_FRAMES, init=[],
+                         attrs={"ram_style": "block"})
+            m.submodules.frame_regs = frs
+            frs_rp = frs.read_port(domain="sync")
+            frs_wp = frs.write_port()
+            m.d.comb += [frs_rp.addr.eq(depth - 1), frs_wp.addr.eq(fr_wp.addr),
+                         frs_wp.en.eq(fr_wp.en)]
+            fr_saved = frs_rp.data
+        else:
+            fr_saved = fr_rp.data[pw + 1:]
 
         # register file copies for D's two operand reads: LUT RAM (asynchronous read), one
         # per operand, written with every register write. The flip-flops regs[] stay the
@@ -593,6 +613,8 @@ class CPU(wiring.Component):
                              fr_wp.addr.eq(depth), fr_wp.en.eq(1),
                              fr_wp.data.eq(Cat((x_pc + 1)[0:pw + 1], regs[6], regs[7],
                                                regs[8], regs[9]))]
+                if self.frame_bram:
+                    m.d.comb += frs_wp.data.eq(Cat(regs[6], regs[7], regs[8], regs[9]))
                 m.d.sync += [depth.eq(depth + 1), regs[10].eq(regs[10] - memmap.STACK_FRAME)]
                 m.d.comb += pend_set.eq(1 << 10)
         with m.Elif(is_k(isa.CALL) | is_k(isa.CALLX)):
@@ -610,7 +632,7 @@ class CPU(wiring.Component):
             with m.Else():
                 # x_target is the return pc D read from the top frame
                 m.d.comb += [fin0.eq(1), redirect.eq(1)]
-                rest = fr_rp.data[pw + 1:]
+                rest = fr_saved
                 m.d.sync += [depth.eq(depth - 1),
                              regs[10].eq(regs[10] + memmap.STACK_FRAME)]
                 m.d.sync += [regs[6 + i].eq(rest[64 * i:64 * i + 64]) for i in range(4)]

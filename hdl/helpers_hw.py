@@ -63,11 +63,14 @@ class HelperUnit(wiring.Component):
         self.cfg = cfg
         self.core = core
         self.kw = (cfg.max_key + 7) // 8
+        # a descriptor is read as one 256-bit word, or (desc_bram) as four 64-bit words from
+        # a block RAM two DP16KD wide, three cycles more per map operation
+        self.desc_words = 4 if cfg.desc_bram else 1
         super().__init__({
             "helper": In(HelperSignature),
             "bus": Out(DataBusSignature),
-            "desc_addr": Out(range(cfg.max_maps)),
-            "desc_data": In(256),
+            "desc_addr": Out(range(cfg.max_maps * self.desc_words)),
+            "desc_data": In(256 // self.desc_words),
             "nmaps": In(8),
             "map_len": In(29),
             "cpu_r0": In(64),
@@ -469,13 +472,30 @@ class HelperUnit(wiring.Component):
                 m.next = "IDLE"
 
             # --------------------------------------------------------- descriptors
-            m.d.comb += self.desc_addr.eq(mapn)
+            DW = self.desc_words
+            dk = Signal(range(DW), name="desc_k")     # the descriptor word being read
+            m.d.comb += self.desc_addr.eq(Cat(dk, mapn) if DW > 1 else mapn)
             if mapops or tail or rmap:
+                # (the read port is synchronous: the word asked for in one cycle is on
+                # desc_data in the next)
                 with m.State("DESC0"):
+                    if DW > 1:
+                        m.d.sync += dk.eq(1)
                     m.next = "DESC1"
                 with m.State("DESC1"):
-                    m.d.sync += [d.eq(self.desc_data), ki.eq(0), hacc.eq(self.desc_data[8:16])]
-                    m.next = "DISPATCH"
+                    if DW == 1:
+                        m.d.sync += [d.eq(self.desc_data), ki.eq(0),
+                                     hacc.eq(self.desc_data[8:16])]
+                        m.next = "DISPATCH"
+                    else:
+                        # word dk - 1 arrives (dk wraps to 0 as the last one is asked for)
+                        m.d.sync += d.word_select((dk - 1)[0:len(dk)], 256 // DW).eq(
+                            self.desc_data)
+                        with m.If(dk == 0):
+                            m.d.sync += [ki.eq(0), hacc.eq(d[8:16])]
+                            m.next = "DISPATCH"
+                        with m.Else():
+                            m.d.sync += dk.eq(dk + 1)
                 with m.State("DISPATCH"):
                     with m.Switch(op):
                         if tail:

@@ -17,3 +17,13 @@ def suite() -> Path:
     if not (root / "tests").is_dir():
         pytest.skip(f"conformance suite not found at {root} (set BPFPGA_CONFORMANCE)")
     return root
+
+
+def simulate(dut, testbench, period: float = 1e-8):
+    """Run ``testbench`` (an async function of the simulator context) on ``dut`` in
+    Amaranth's simulator with one clock."""
+    from amaranth.sim import Simulator
+    sim = Simulator(dut)
+    sim.add_clock(period)
+    sim.add_testbench(testbench)
+    sim.run()

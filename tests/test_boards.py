@@ -50,7 +50,9 @@ def test_registry_covers_the_issue():
     c = BOARDS["colorlight_5a_75b"]
     assert (c.part, c.package, c.speed, c.nextpnr_device) == \
         ("LFE5U-25F-6BG256C", "CABGA256", 6, "--25k")
-    assert c.ports == 2 and c.host.kind == "etherbone" and c.cable.board == "colorlight"
+    assert c.ports == 2 and c.host.kind == "uart" and c.cable.board == "colorlight"
+    # the UART is J19's LED/button pins, so the button is no reset
+    assert c.host.resource == "serial" and c.reset is None
     assert BOARDS["colorlight_5a_75b_v7"].revision == "7.0"
     assert BOARDS["colorlight_5a_75b"].revision == "8.0"
     assert BOARDS["ecpix5"].ports == 1 and BOARDS["ecpix5"].part.startswith("LFE5UM5G-85F")
@@ -75,7 +77,7 @@ def test_board_list_json():
     c = next(r for r in rows if r["name"] == "colorlight_5a_75b")
     assert c["fpga"] == "LFE5U-25F-6BG256C" and c["ports"] == 2
     b = get_board("colorlight_5a_75b")
-    assert c["host_link"]["kind"] == "etherbone" and c["engine_clock_mhz"] == b.engine_clock_mhz
+    assert c["host_link"]["kind"] == "uart" and c["engine_clock_mhz"] == b.engine_clock_mhz
     # (as JSON has it: the helper and map-type sets are lists there)
     assert c["cores"] == b.cores and c["engine_config"] == json.loads(json.dumps(dict(b.engine)))
     assert 1 in c["engine_config"]["helpers"] and c["engine_config"]["trace_depth"] == 0
@@ -309,7 +311,7 @@ def test_standin_engine_runs_xdp_tx_and_drop():
 # ------------------------------------------------------------------------- the real build
 def test_build_colorlight_soc_with_the_loopback_engine():
     """In `make test`: `bpfpga board build --board colorlight_5a_75b --engine loopback`, the
-    board's whole SoC (PLL, both RGMII PHYs and MACs, Etherbone on port 0, the engine ports'
+    board's whole SoC (PLL, both RGMII PHYs and MACs, the UART bridge, the engine ports'
     FIFOs) around the loopback engine, through LiteX, yosys, nextpnr and ecppack (about 4
     minutes): a bitstream, a valid JSON report, timing met at the board's engine clock and at
     125 MHz on both RGMII clocks. The XDP engine's own build of this board is the slow test

@@ -178,9 +178,13 @@ def test_loader_refuses_before_writing():
 
 
 # ---------------------------------------------------------------------- RTL, end to end
-# the simulated board's sizes (the examples' maps fit) with the Colorlight's sets, one core
+# the simulated board's sizes (the examples' maps fit) with the Colorlight's sets and its
+# structural choices (no branch-target port, frames and map descriptors in block RAM, the
+# verifier's ctx rules), one core
 REDUCED = dataclasses.replace(SIM, cores=1, trace_depth=0, helpers=CL.helpers,
-                              map_types=CL.map_types)
+                              map_types=CL.map_types, target_port=CL.target_port,
+                              frame_bram=CL.frame_bram, desc_bram=CL.desc_bram,
+                              strict_ctx=CL.strict_ctx)
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +209,21 @@ def test_reduced_engine_runs_lb_like_ref(reduced_model):
     assert r.exception is None or isinstance(r.exception, SystemExit), r.output
     out = json.loads(r.output)
     assert out["compared"] >= 190
+    assert out["divergences"] == [], out["divergences"][:3]
+    assert out["map_divergences"] == [], out["map_divergences"][:3]
+    assert r.exit_code == 0
+
+
+def test_reduced_engine_runs_bpf_to_bpf_calls_like_ref(reduced_model):
+    # examples/calls: five noinline functions, r6..r9 live across the calls (the frames)
+    from bpfpga.host.cli import main
+    calls = REPO / "examples" / "calls"
+    r = CliRunner().invoke(main, ["diff", str(calls / "calls.o"), "--targets", "ref,rtl",
+                                  "--pcap", str(calls / "traffic.pcap"), "--max-packets",
+                                  "60", "-j"])
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.output
+    out = json.loads(r.output)
+    assert out["compared"] >= 20
     assert out["divergences"] == [], out["divergences"][:3]
     assert out["map_divergences"] == [], out["map_divergences"][:3]
     assert r.exit_code == 0
