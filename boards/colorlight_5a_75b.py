@@ -47,7 +47,7 @@ MAP_TYPES = (BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_ARRAY,
 ENGINE = (("target_port", False), ("pm_depth", 512), ("map_bytes", 8 * 1024),
           ("max_maps", 16), ("inj_words", 256), ("out_words", 256),
           ("trace_depth", 0), ("strict_ctx", True),
-          ("desc_bram", True), ("frame_bram", True),
+          ("desc_bram", True), ("frame_bram", True), ("shared_lane_ram", True),
           ("helpers", tuple(sorted(HELPER_IDS[n] for n in HELPERS))),
           ("map_types", tuple(sorted(MAP_TYPES))))
 

@@ -48,6 +48,9 @@ class EngineConfig:
                                  # (False: one block-RAM copy less, 3 cycles per taken branch)
     frame_bram: bool = False     # CPU: call frames' r6..r9 in block RAM (8 DP16KD per core)
                                  # instead of LUT RAM (some 400 logic cells)
+    shared_lane_ram: bool = False  # a lane's packet buffer and stack in one DualBankRAM
+                                 # (some 900 LUT4 and 4 DP16KD less per core; the stack is
+                                 # cleaned in the cycles the packet side leaves the port)
     desc_bram: bool = False      # map descriptors in block RAM (2 DP16KD per core, 3 cycles
                                  # more per map operation) instead of LUT RAM (~400 cells)
     strict_ctx: bool = False     # ctx (xdp_md) takes only aligned 4-byte loads, as the
@@ -104,8 +107,9 @@ class EngineConfig:
         """DP16KD blocks (2 KiB of 64-bit-wide storage each, two per 64-bit 512-word bank)."""
         def blocks(nbytes):
             return max(2, -(-nbytes // 2048))
-        per_core = (blocks(self.pm_depth * 8) + 2 * blocks(4096 // 2)
-                    + 2 * blocks(self.pkt_bytes // 2) + (2 if self.desc_bram else 0)
+        lane = (2 * blocks(max(self.pkt_bytes, 4096)) if self.shared_lane_ram
+                else 2 * blocks(4096 // 2) + 2 * blocks(self.pkt_bytes // 2))
+        per_core = (blocks(self.pm_depth * 8) + lane + (2 if self.desc_bram else 0)
                     + (8 if self.frame_bram else 0))
         shared = (blocks(self.pm_depth * 8) + 2 * blocks(self.map_bytes // 2)
                   + blocks(self.inj_words * 8) + blocks(self.out_words * 8)

@@ -39,7 +39,7 @@ from amaranth.lib.wiring import In, Out
 
 from bpfpga import memmap
 from bpfpga.hdl import control as C
-from bpfpga.hdl.bus import DataBusSignature, DualBankRAM, WindowRouter
+from bpfpga.hdl.bus import DataBusSignature, DualBankRAM, HostMemSignature, WindowRouter
 from bpfpga.hdl.config import DEFAULT, EngineConfig
 from bpfpga.hdl.cpu import CPU
 from bpfpga.hdl.helpers_hw import HelperUnit
@@ -229,10 +229,23 @@ class XDPEngine(wiring.Component):
             lanes.append(L)
             cpu = CPU(cfg.pm_depth, target_port=cfg.target_port, frame_bram=cfg.frame_bram)
             m.submodules[f"cpu{n}"] = cpu
-            stack = DualBankRAM(memmap.STACK_SIZE)
-            m.submodules[f"stack{n}"] = stack
-            pkt = DualBankRAM(cfg.pkt_bytes)
-            m.submodules[f"pkt{n}"] = pkt
+            if cfg.shared_lane_ram:
+                # the packet buffer and the stack in one DualBankRAM (one byte funnel and
+                # one set of port muxes instead of two: some 900 LUT4): packet bytes at
+                # [0, pkt_bytes), the stack at [half, half + STACK_SIZE). The lane's two host
+                # users get stand-in bundles muxed onto the one host port below.
+                half = 1 << (max(cfg.pkt_bytes, memmap.STACK_SIZE) - 1).bit_length()
+                lram = DualBankRAM(2 * half)
+                m.submodules[f"lram{n}"] = lram
+                stack = type("Half", (), {})()
+                pkt = type("Half", (), {})()
+                stack.host = HostMemSignature.create(path=(f"l{n}_stack_host",))
+                pkt.host = HostMemSignature.create(path=(f"l{n}_pkt_host",))
+            else:
+                stack = DualBankRAM(memmap.STACK_SIZE)
+                m.submodules[f"stack{n}"] = stack
+                pkt = DualBankRAM(cfg.pkt_bytes)
+                m.submodules[f"pkt{n}"] = pkt
             ctx = CtxTarget(strict=cfg.strict_ctx)
             m.submodules[f"ctx{n}"] = ctx
             router = WindowRouter({memmap.STACK_BASE >> 28: "stack",
@@ -245,8 +258,33 @@ class XDPEngine(wiring.Component):
             desc_rp = desc.read_port()
             m.d.comb += [desc_rp.addr.eq(hu.desc_addr), hu.desc_data.eq(desc_rp.data)]
             wiring.connect(m, cpu.helper, hu.helper)
-            wiring.connect(m, router.stack, stack.bus)
-            wiring.connect(m, router.pkt, pkt.bus)
+            if cfg.shared_lane_ram:
+                # the router's stack and packet buses share address and data (only valid
+                # is per target); the window nibble picks the half
+                rs, rp, lb_ = router.stack, router.pkt, lram.bus
+                m.d.comb += [lb_.valid.eq(rs.valid | rp.valid),
+                             lb_.addr.eq(Cat(rs.addr[0:(half - 1).bit_length()],
+                                             rs.addr[28:32] == memmap.STACK_BASE >> 28)),
+                             lb_.size.eq(rs.size), lb_.we.eq(rs.we), lb_.wdata.eq(rs.wdata),
+                             lb_.lock.eq(rs.lock)]
+                for t in (rs, rp):
+                    m.d.comb += [t.ready.eq(lb_.ready), t.rdata.eq(lb_.rdata),
+                                 t.err.eq(lb_.err)]
+                # the host port: the packet's users (RX writes, egress reads, headroom
+                # clearing) first; the stack cleaner takes the cycles they leave
+                pkt_host_use = Signal(name=f"l{n}_pkt_host_use")
+                with m.If(pkt_host_use):
+                    m.d.comb += [lram.host.addr.eq(pkt.host.addr), lram.host.we.eq(pkt.host.we),
+                                 lram.host.wdata.eq(pkt.host.wdata)]
+                with m.Else():
+                    m.d.comb += [lram.host.addr.eq(stack.host.addr + half // 8),
+                                 lram.host.we.eq(stack.host.we),
+                                 lram.host.wdata.eq(stack.host.wdata)]
+                m.d.comb += pkt.host.rdata.eq(lram.host.rdata)
+            else:
+                wiring.connect(m, router.stack, stack.bus)
+                wiring.connect(m, router.pkt, pkt.bus)
+                pkt_host_use = Const(0, 1)
             wiring.connect(m, router.ctx, ctx.bus)
             wiring.connect(m, getattr(router, "map"), getattr(arb, f"i{n}"))
             # the helper unit owns the core's bus while the CPU waits on it
@@ -280,7 +318,7 @@ class XDPEngine(wiring.Component):
                 m.d.sync += hmin.eq(poff)
             sclean = Signal(name=f"l{n}_sclean")      # stack cleaning in progress
             sptr = Signal(10, name=f"l{n}_sptr")
-            with m.If(sclean):
+            with m.If(sclean & ~pkt_host_use):
                 m.d.comb += [stack.host.addr.eq(sptr), stack.host.we.eq(0xFF),
                              stack.host.wdata.eq(0)]
                 m.d.sync += sptr.eq(sptr + 1)
@@ -301,6 +339,10 @@ class XDPEngine(wiring.Component):
             dest = Signal(range(P + 1), name=f"l{n}_dest")
             eg = stream.Signature(PAYLOAD).create(path=(f"l{n}_eg",))
             eg_req = Signal(name=f"l{n}_eg_req")
+            if cfg.shared_lane_ram:
+                # the packet side uses the host port: egress (EG_*) reads, RX and headroom
+                # writes
+                m.d.comb += pkt_host_use.eq(eg_req | pkt.host.we.any())
             free = Signal(name=f"l{n}_free")
             claim = Signal(name=f"l{n}_claim")
             claim_src = Signal(range(NI), name=f"l{n}_claim_src")

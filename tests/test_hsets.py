@@ -180,11 +180,11 @@ def test_loader_refuses_before_writing():
 # ---------------------------------------------------------------------- RTL, end to end
 # the simulated board's sizes (the examples' maps fit) with the Colorlight's sets and its
 # structural choices (no branch-target port, frames and map descriptors in block RAM, the
-# verifier's ctx rules), one core
+# verifier's ctx rules, packet buffer and stack in one RAM), one core
 REDUCED = dataclasses.replace(SIM, cores=1, trace_depth=0, helpers=CL.helpers,
                               map_types=CL.map_types, target_port=CL.target_port,
                               frame_bram=CL.frame_bram, desc_bram=CL.desc_bram,
-                              strict_ctx=CL.strict_ctx)
+                              strict_ctx=CL.strict_ctx, shared_lane_ram=CL.shared_lane_ram)
 
 
 @pytest.fixture(scope="module")
