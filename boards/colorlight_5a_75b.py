@@ -48,6 +48,7 @@ ENGINE = (("target_port", False), ("pm_depth", 512), ("map_bytes", 8 * 1024),
           ("max_maps", 16), ("inj_words", 256), ("out_words", 256),
           ("trace_depth", 0), ("strict_ctx", True),
           ("desc_bram", True), ("frame_bram", True), ("shared_lane_ram", True),
+          ("mul_serial", True),
           ("helpers", tuple(sorted(HELPER_IDS[n] for n in HELPERS))),
           ("map_types", tuple(sorted(MAP_TYPES))))
 

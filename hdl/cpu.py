@@ -45,8 +45,13 @@ class CPU(wiring.Component):
     """
 
     def __init__(self, pm_depth: int = 4096, target_port: bool = True,
-                 frame_bram: bool = False):
+                 frame_bram: bool = False, mul_serial: bool = False):
         self.pm_depth = pm_depth
+        # mul_serial: one 16x16 multiplier (one MULT18X18D) and a 64-bit accumulator, one
+        # partial product a cycle: mul64 takes 11 cycles, mul32 4 (as before); the
+        # parallel multiplier's ten MULT18X18D, their product registers and adder tree are
+        # some 1,300 LUT4 + 100 CCU2C more (yosys, the Colorlight's core)
+        self.mul_serial = mul_serial
         # frame_bram: the call frames' saved r6..r9 in block RAM (256 bits wide: 8 DP16KD)
         # instead of LUT RAM (67 LUT-RAM blocks, some 400 logic sites on an ECP5), for parts
         # with more block RAM than logic to spare; same cycles (see the frames below)
@@ -378,21 +383,48 @@ class CPU(wiring.Component):
         # the upper limbs land at bit 32 and above, which the 32-bit result drops.
         la = [a[16 * i:16 * i + 16] for i in range(4)]
         lb = [b[16 * i:16 * i + 16] for i in range(4)]
-        pp = {(i, j): Signal(32, name=f"pp{i}{j}") for i in range(4) for j in range(4)
-              if i + j <= 3}
-        ms0 = Signal(32)
-        ms1 = Signal(33)
-        ms2 = Signal(32)
-        ms3 = Signal(16)
         mres = Signal(64)
-        m.d.sync += [p.eq(la[i] * lb[j]) for (i, j), p in pp.items()]
-        m.d.sync += [
-            ms0.eq(pp[0, 0]),
-            ms1.eq(pp[0, 1] + pp[1, 0]),
-            ms2.eq(pp[0, 2] + pp[1, 1] + pp[2, 0]),
-            ms3.eq(pp[0, 3] + pp[1, 2] + pp[2, 1] + pp[3, 0]),
-            mres.eq(ms0 + (ms1 << 16) + (ms2 << 32) + (ms3 << 48)),
-        ]
+        if self.mul_serial:
+            # the ten products in order of their limb offset i + j, the three that make the
+            # low 32 bits first; product k is formed in X's cycle k (registered) and added
+            # at offset 16 (i + j) in cycle k + 1
+            seq = [(i, j) for d in range(4) for i in range(d + 1) for j in range(4)
+                   if i + j == d]
+            mi, mj = Signal(2), Signal(2)
+            with m.Switch(xc):
+                for k, (i, j) in enumerate(seq):
+                    with m.Case(k):
+                        m.d.comb += [mi.eq(i), mj.eq(j)]
+            pr = Signal(32)
+            prs = Signal(2)
+            m.d.sync += [pr.eq(Array(la)[mi] * Array(lb)[mj]), prs.eq(mi + mj)]
+            shifted = Signal(64)
+            with m.Switch(prs):
+                for d in range(4):
+                    with m.Case(d):
+                        m.d.comb += shifted.eq(pr << (16 * d))
+            with m.If(xc == 1):
+                m.d.sync += mres.eq(shifted)
+            with m.Elif(xc <= len(seq)):
+                m.d.sync += mres.eq(mres + shifted)
+            mul_done = xc == Mux(w64, len(seq) + 1, 4)
+        else:
+            # 64x64 -> low 64 bits from ten 16x16 partial products (ten MULT18X18D)
+            pp = {(i, j): Signal(32, name=f"pp{i}{j}") for i in range(4) for j in range(4)
+                  if i + j <= 3}
+            ms0 = Signal(32)
+            ms1 = Signal(33)
+            ms2 = Signal(32)
+            ms3 = Signal(16)
+            m.d.sync += [p.eq(la[i] * lb[j]) for (i, j), p in pp.items()]
+            m.d.sync += [
+                ms0.eq(pp[0, 0]),
+                ms1.eq(pp[0, 1] + pp[1, 0]),
+                ms2.eq(pp[0, 2] + pp[1, 1] + pp[2, 0]),
+                ms3.eq(pp[0, 3] + pp[1, 2] + pp[2, 1] + pp[3, 0]),
+                mres.eq(ms0 + (ms1 << 16) + (ms2 << 32) + (ms3 << 48)),
+            ]
+            mul_done = xc == 3
 
         # ------------------------------------------------------------------ divider
         dv_n = Signal(64)      # dividend, shifted out at the top; the quotient shifts in below
@@ -540,7 +572,7 @@ class CPU(wiring.Component):
             trap(x_trap)
         with m.Elif(is_k(isa.ALU) | is_k(isa.NEG)):
             with m.If(mul_op):
-                with m.If(xc == 3):
+                with m.If(mul_done):
                     m.d.comb += [fin0.eq(1), cnt0.eq(1)]
                     write(x_dst, narrow(mres))
             with m.Elif(divmod_op):

@@ -36,9 +36,10 @@ class HelperStub(wiring.Component):
 
 class CPUTestTop(wiring.Component):
     def __init__(self, pm_depth: int = 4096, pkt_bytes: int = 16384, map_bytes: int = 4096,
-                 ctx_bytes: int = 256, target_port: bool = True):
+                 ctx_bytes: int = 256, target_port: bool = True, **cpu_kwargs):
         self.pm_depth = pm_depth
         self.target_port = target_port
+        self.cpu_kwargs = cpu_kwargs        # CPU options: frame_bram, mul_serial
         self.sizes = dict(pkt=pkt_bytes, map=map_bytes, ctx=ctx_bytes)
         pw = (pm_depth - 1).bit_length()
         super().__init__({
@@ -54,7 +55,8 @@ class CPUTestTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.cpu = cpu = CPU(self.pm_depth, target_port=self.target_port)
+        m.submodules.cpu = cpu = CPU(self.pm_depth, target_port=self.target_port,
+                                         **self.cpu_kwargs)
         m.submodules.stack = stack = DualBankRAM(memmap.STACK_SIZE)
         m.submodules.pkt = pkt = DualBankRAM(self.sizes["pkt"])
         m.submodules.ctx = ctx = DualBankRAM(max(16, self.sizes["ctx"]))

@@ -227,7 +227,8 @@ class XDPEngine(wiring.Component):
         for n in range(N):
             L = type("Lane", (), {})()
             lanes.append(L)
-            cpu = CPU(cfg.pm_depth, target_port=cfg.target_port, frame_bram=cfg.frame_bram)
+            cpu = CPU(cfg.pm_depth, target_port=cfg.target_port, frame_bram=cfg.frame_bram,
+                      mul_serial=cfg.mul_serial)
             m.submodules[f"cpu{n}"] = cpu
             if cfg.shared_lane_ram:
                 # the packet buffer and the stack in one DualBankRAM (one byte funnel and

@@ -33,6 +33,9 @@ PM_DEPTH = 4096
 PKT_BYTES = 16384
 # BPFPGA_RTL_TARGET_PORT=0 builds the CPU without its branch-target read port (hdl/cpu.py)
 TARGET_PORT = os.environ.get("BPFPGA_RTL_TARGET_PORT", "1") != "0"
+# other CPU options of the test top (hdl/cpu.py: frame_bram, mul_serial); a test of a board's
+# CPU variant sets them (its own model: they are part of the model's key)
+CPU_OPTIONS: dict = {}
 
 # every file the generated Verilog of the test top depends on (not all of hdl/: the XDP
 # engine's files change often and do not touch this model)
@@ -53,6 +56,8 @@ class RtlResult:
 def hdl_hash() -> str:
     h = hashlib.sha256()
     h.update(f"{PM_DEPTH}/{PKT_BYTES}/{int(TARGET_PORT)}".encode())
+    if CPU_OPTIONS:
+        h.update(repr(sorted(CPU_OPTIONS.items())).encode())
     for pat in _HDL_INPUTS:
         for p in sorted(ROOT.glob(pat)):
             h.update(p.relative_to(ROOT).as_posix().encode())
@@ -89,7 +94,8 @@ def generate_verilog(path: Path) -> None:
     from amaranth.back import verilog
 
     from bpfpga.hdl.testtop import CPUTestTop
-    top = CPUTestTop(pm_depth=PM_DEPTH, pkt_bytes=PKT_BYTES, target_port=TARGET_PORT)
+    top = CPUTestTop(pm_depth=PM_DEPTH, pkt_bytes=PKT_BYTES, target_port=TARGET_PORT,
+                     **CPU_OPTIONS)
     path.write_text(verilog.convert(top, name=TOPLEVEL, emit_src=False))
 
 

@@ -184,7 +184,8 @@ def test_loader_refuses_before_writing():
 REDUCED = dataclasses.replace(SIM, cores=1, trace_depth=0, helpers=CL.helpers,
                               map_types=CL.map_types, target_port=CL.target_port,
                               frame_bram=CL.frame_bram, desc_bram=CL.desc_bram,
-                              strict_ctx=CL.strict_ctx, shared_lane_ram=CL.shared_lane_ram)
+                              strict_ctx=CL.strict_ctx, shared_lane_ram=CL.shared_lane_ram,
+                              mul_serial=CL.mul_serial)
 
 
 @pytest.fixture(scope="module")

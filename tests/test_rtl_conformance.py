@@ -73,3 +73,37 @@ def test_cycles_are_reported(rtl_conformance):
     for res in results:
         # at least one cycle per retired instruction, plus the pipeline fill
         assert res.cycles >= res.insns + 1
+
+
+# ---------------------------------------------------------------- the smallest board's CPU
+@pytest.fixture(scope="module")
+def colorlight_cpu():
+    """The CPU as the Colorlight 5A-75B builds it (boards/colorlight_5a_75b.py: no
+    branch-target port, call frames in block RAM, the serial multiplier): a model of its
+    own (the options are part of the model's key)."""
+    from bpfpga.boards.colorlight_5a_75b import ENGINE
+    from bpfpga.sim import rtl
+    cfg = dict(ENGINE)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(rtl, "TARGET_PORT", cfg["target_port"])
+    mp.setattr(rtl, "CPU_OPTIONS", {k: cfg[k] for k in ("frame_bram", "mul_serial")})
+    yield cfg
+    mp.undo()
+
+
+def test_colorlight_cpu_passes_all_313(colorlight_cpu):
+    from bpfpga.sim.ref import run_program
+    from bpfpga.sim.rtl import run_programs
+    assert colorlight_cpu["mul_serial"] and colorlight_cpu["frame_bram"]
+    rows = _rows()
+    jobs = [(bytes.fromhex(r["program_hex"]), bytes.fromhex(r["mem_hex"])) for r in rows]
+    results = run_programs(jobs)
+    bad = []
+    for r, (prog, mem), res in zip(rows, jobs, results):
+        ref = run_program(prog, mem)
+        if res.trap != 0 or res.r0 != _expected(r) or (ref.insns, ref.mem) != (res.insns,
+                                                                                res.mem):
+            bad.append(f"{r['name']}: r0 {res.r0:#x} (want {_expected(r):#x}) trap {res.trap}"
+                       f" insns {res.insns} (ref {ref.insns})")
+    assert len(rows) == 313 and not bad, "\n".join(bad)
+
