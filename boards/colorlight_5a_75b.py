@@ -25,14 +25,16 @@ _URL = "https://github.com/q3k/chubby75/tree/master/5a-75b"
 
 # The smallest XDP engine tried on the LFE5U-25F (24,288 LUT4 cells, 56 DP16KD): one core
 # without the CPU's branch-target program-memory copy (3 cycles per taken branch instead of 1),
-# 512 program slots, 8 KiB of map memory, 16 maps, 2 KiB inject and output rings; 4 KiB packet
-# buffer (full-size frames), 64-byte keys (the helper unit does not check a smaller max_key).
-# MEASURED: it still does NOT fit: TRELLIS_COMB 37,490/24,288 (154 %) on 2026-11-28, 26,202
-# (107 %, 46 DP16KD) on 2026-11-29 with the helper set below and the SoC/engine-top cuts:
-# docs/boards.md. The engine clock, 50 MHz, is an upper bound, not a measurement on this
-# part: the CPU alone closes at 53 MHz (docs/cpu.md); ktime steps 20 ns per cycle.
-# Issue 7's goal (two cores at 100 MHz) does not fit this part either.
-ENGINE_CLOCK_MHZ = 50.0
+# its call frames in block RAM, the serial multiplier, 512 program slots, 8 KiB of map memory,
+# 16 maps (descriptors in block RAM), 2 KiB inject and output rings; 4 KiB packet buffer
+# (full-size frames) sharing one RAM with the stack, 64-byte keys (the helper unit does not
+# check a smaller max_key), the kernel verifier's ctx rules.
+# MEASURED (docs/boards.md): it fits: TRELLIS_COMB 20,038/24,288 (82 %), 50 DP16KD, on
+# 2026-11-29 (it was 154 % on 2026-11-28, 107 % with the helper set and SoC cuts). The engine
+# clock, 31.25 MHz (32 ns, ktime's step), is below nextpnr's placement estimates of sys on
+# that build (35.7-36.6 MHz); whether routing closes it is in docs/boards.md. Issue 7's goal
+# (two cores at 100 MHz) does not fit this part.
+ENGINE_CLOCK_MHZ = 31.25
 # The helper unit is built with the load balancer's helpers and map types (examples/lb: map
 # lookup/update, ktime_get_ns, csum_diff, xdp_adjust_head; hash, lru_hash, array,
 # percpu_array) and the cheap ones many XDP programs use (map_delete_elem, redirect,

@@ -169,7 +169,7 @@ def _domain(net: str, aliases: dict | None = None) -> str:
 def build(board: Board, out_dir: Path, cores: int | None = None,
           clock_mhz: float | None = None, seed: int = 1, allow_timing_fail: bool = False,
           progress: Progress | None = None, engine_kwargs: dict | None = None,
-          abc9: bool = True, engine: str | None = None) -> dict:
+          abc9: bool = True, engine: str | None = None, placer: str = "heap") -> dict:
     out_dir = Path(out_dir).resolve()
     try:
         out_dir.relative_to(ROOT)
@@ -226,7 +226,7 @@ tee -q -o stat.txt stat
            "--seed", str(seed), "--timing-allow-fail", "--log", "nextpnr.log",
            # router2: on the Colorlight's engine build at 88 % of the part, router1 still had
            # 32,000 overused wires after 40 minutes; router2 had 10,900 after 5 iterations
-           "--router", "router2"]
+           "--router", "router2", "--placer", placer]
     times["nextpnr_s"] = round(_run(pnr, gw, gw / "nextpnr.out", "nextpnr", progress,
                                     _PNR_STAGES), 1)
     rep = json.loads((gw / "report_nextpnr.json").read_text())

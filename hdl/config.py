@@ -47,7 +47,7 @@ class EngineConfig:
     target_port: bool = True     # CPU: a second program-memory copy fetches branch targets
                                  # (False: one block-RAM copy less, 3 cycles per taken branch)
     mul_serial: bool = False     # CPU: one 16x16 multiplier, a partial product a cycle (mul64
-                                 # 11 cycles, mul32 4; some 1,300 LUT4 and 9 MULT18X18D less)
+                                 # 11 cycles, mul32 4; ~280 LUT4, 285 FF, 9 MULT18X18D less)
     frame_bram: bool = False     # CPU: call frames' r6..r9 in block RAM (8 DP16KD per core)
                                  # instead of LUT RAM (some 400 logic cells)
     shared_lane_ram: bool = False  # a lane's packet buffer and stack in one DualBankRAM

@@ -50,7 +50,7 @@ class CPU(wiring.Component):
         # mul_serial: one 16x16 multiplier (one MULT18X18D) and a 64-bit accumulator, one
         # partial product a cycle: mul64 takes 11 cycles, mul32 4 (as before); the
         # parallel multiplier's ten MULT18X18D, their product registers and adder tree are
-        # some 1,300 LUT4 + 100 CCU2C more (yosys, the Colorlight's core)
+        # some 280 LUT4, 38 CCU2C and 285 flip-flops more (yosys, the Colorlight's SoC)
         self.mul_serial = mul_serial
         # frame_bram: the call frames' saved r6..r9 in block RAM (256 bits wide: 8 DP16KD)
         # instead of LUT RAM (67 LUT-RAM blocks, some 400 logic sites on an ECP5), for parts
