@@ -33,8 +33,8 @@ test: setup
 	$(VENV)/bin/python -m pytest -q -n 2 -m "not slow" tests
 
 # the XDP engine's board build (minutes; `make test` builds the Colorlight SoC with the loopback
-# engine): not part of `make test` until the engine fits the
-# Colorlight's LFE5U-25F (see docs/boards.md)
+# engine): not part of `make test` while the engine's build of the Colorlight's LFE5U-25F
+# does not route (and it takes some 15 minutes; see docs/boards.md)
 test-slow: setup
 	$(VENV)/bin/python -m pytest -q -m slow tests
 
