@@ -63,6 +63,10 @@ class Step:
 Progress = Callable[[str, float, str], None]   # (step, fraction, detail)
 
 
+# router2 iterations without fewer overused wires before a build is given up
+ROUTER_STALL = 30
+
+
 def _run(cmd, cwd: Path, log: Path, step: str, progress: Progress | None,
          stages=None) -> float:
     t0 = time.time()
@@ -71,8 +75,21 @@ def _run(cmd, cwd: Path, log: Path, step: str, progress: Progress | None,
         p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True, errors="replace", env=env)
         frac = 0.0
+        best, best_iter, stalled = None, 0, None
         for line in p.stdout:
             f.write(line)
+            # router2 reports its overused wires each iteration; a design too congested for
+            # the part never gets them to zero (the router would go on for hours): stop when
+            # ROUTER_STALL iterations bring no new best
+            r = re.search(r"iter=(\d+) .*overuse=(\d+)", line)
+            if r:
+                it, over = int(r.group(1)), int(r.group(2))
+                if best is None or over < best:
+                    best, best_iter = over, it
+                elif best > 0 and it - best_iter >= ROUTER_STALL:
+                    stalled = (it, over, best, best_iter)
+                    p.kill()
+                    break
             if progress is None:
                 continue
             if stages:
@@ -86,6 +103,12 @@ def _run(cmd, cwd: Path, log: Path, step: str, progress: Progress | None,
                     progress(step, min(0.95, frac + 0.01), m.group(2)[:60])
                     frac = min(0.95, frac + 0.01)
         rc = p.wait()
+    if stalled:
+        it, over, best, best_iter = stalled
+        raise BoardError(f"{Path(cmd[0]).name}: routing does not converge: {over} wires still "
+                         f"overused after {it} iterations (the fewest, {best}, at iteration "
+                         f"{best_iter}); the design is too congested for this part "
+                         f"(log: {log})")
     if rc:
         text = log.read_text(errors="replace")
         tail = ([l.strip() for l in text.splitlines() if "ERROR" in l]

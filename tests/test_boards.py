@@ -174,6 +174,31 @@ def test_flash_tool_failure_is_one_line(tmp_path):
     one_line_error(res, "openFPGALoader failed", "ftdi")
 
 
+def test_router_that_does_not_converge_is_stopped(tmp_path):
+    # a stand-in for nextpnr whose router2 plateaus: the flow stops it after ROUTER_STALL
+    # iterations without fewer overused wires, with one line saying so
+    import sys
+
+    from bpfpga.boards import BoardError
+    from bpfpga.gateware import flow
+    lines = [f"Info:     iter={i} wires=1000 overused={max(40, 400 - 40 * i)} "
+             f"overuse={max(40, 400 - 40 * i) + 3} archfail=NA" for i in range(1, 200)]
+    script = tmp_path / "fake_pnr.py"
+    script.write_text("import time\n" + "".join(f"print({l!r}, flush=True)\n" for l in lines)
+                      + "time.sleep(60)\n")
+    log = tmp_path / "pnr.out"
+    with pytest.raises(BoardError) as e:
+        flow._run([sys.executable, str(script)], tmp_path, log, "nextpnr", None)
+    msg = str(e.value)
+    assert "routing does not converge: 43 wires still overused after" in msg, msg
+    assert f"after {9 + flow.ROUTER_STALL} iterations" in msg and "at iteration 9" in msg
+    assert "\n" not in msg
+    # one that converges is left alone
+    script.write_text("".join(f"print('Info:     iter={i} wires=9 overused={9 - i} "
+                              f"overuse={9 - i} archfail=NA')\n" for i in range(10)))
+    flow._run([sys.executable, str(script)], tmp_path, log, "nextpnr", None)
+
+
 def test_build_outside_the_tree_is_refused():
     one_line_error(cli("board", "build", "--board", "ulx3s", "-o", "/tmp/bpfpga-build"),
                    "/tmp")
