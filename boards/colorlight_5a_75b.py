@@ -6,8 +6,8 @@ probe). The host link is a 3.3 V UART on header J19, the pins litex-boards calls
 DATA_LED- (U16 on v8.0, P11 on v7.0) is the FPGA's TX, KEY+ (R16 / M13) its RX; the status
 LED and the button share those pins, so the button is no reset here. An FT2232H gives JTAG
 on channel A and this UART on channel B with one cable. Etherbone on port 0 was the host link
-before: its UDP/IP stack is some 2,600 LUT4 and 2,600 flip-flops the XDP engine needs on this
-part (docs/boards.md); both Ethernet ports now carry XDP traffic only. v7.0 and v8.0 differ
+before: its UDP/IP/ICMP stack was more than a tenth of this part's logic, which the XDP engine
+needs (measured in docs/boards.md); both Ethernet ports now carry XDP traffic only. v7.0 and v8.0 differ
 only in pins; both are CABGA256 parts. litex-boards' target runs the RGMII TX without
 FPGA-side delay (tx_delay 0).
 """

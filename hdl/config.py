@@ -54,7 +54,7 @@ class EngineConfig:
                                  # (some 900 LUT4 and 4 DP16KD less per core; the stack is
                                  # cleaned in the cycles the packet side leaves the port)
     desc_bram: bool = False      # map descriptors in block RAM (2 DP16KD per core, 3 cycles
-                                 # more per map operation) instead of LUT RAM (~400 cells)
+                                 # more per map operation) instead of LUT RAM (~200 cells)
     strict_ctx: bool = False     # ctx (xdp_md) takes only aligned 4-byte loads, as the
                                  # kernel's verifier allows; others trap (TRAP_MEM)
     trace_depth: int = 16        # trace_printk records the trace FIFO holds (a power of two;
@@ -99,6 +99,12 @@ class EngineConfig:
     def map_type_mask(self) -> int:
         """R_MAP_TYPES: bit t set when map type t is built."""
         return sum(1 << t for t in self.map_type_set())
+
+    @property
+    def desc_words(self) -> int:
+        """Words a map descriptor (256 bits) is stored and read as: four 64-bit words in
+        block RAM (desc_bram), else one."""
+        return 4 if self.desc_bram else 1
 
     @property
     def max_frame(self) -> int:

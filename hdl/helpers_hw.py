@@ -65,7 +65,7 @@ class HelperUnit(wiring.Component):
         self.kw = (cfg.max_key + 7) // 8
         # a descriptor is read as one 256-bit word, or (desc_bram) as four 64-bit words from
         # a block RAM two DP16KD wide, three cycles more per map operation
-        self.desc_words = 4 if cfg.desc_bram else 1
+        self.desc_words = cfg.desc_words
         super().__init__({
             "helper": In(HelperSignature),
             "bus": Out(DataBusSignature),

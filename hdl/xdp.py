@@ -170,11 +170,11 @@ class XDPEngine(wiring.Component):
         wiring.connect(m, arb.o, mapmem.bus)
         host_mbus = getattr(arb, f"i{N}")
 
-        # the descriptors: 256-bit words in LUT RAM by default (some 6 logic sites per 16 x 4
-        # bits: 384 for 16 maps), or (desc_bram, where logic is scarcer than block RAM) four
+        # the descriptors: 256-bit words in LUT RAM by default (6 logic sites per 16 x 4-bit
+        # block; 36 blocks as yosys built them for 16 maps), or (desc_bram, where logic is scarcer than block RAM) four
         # 64-bit words each in block RAM (two DP16KD per core's read port), which the helper
         # unit reads one a cycle; its read is synchronous either way
-        DW = 4 if cfg.desc_bram else 1
+        DW = cfg.desc_words
         desc = Memory(shape=unsigned(256 // DW), depth=cfg.max_maps * DW, init=[],
                       attrs={"ram_style": "block"} if cfg.desc_bram else {})
         m.submodules.desc = desc

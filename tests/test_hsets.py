@@ -202,32 +202,29 @@ def monkeypatch_module():
     mp.undo()
 
 
-def test_reduced_engine_runs_lb_like_ref(reduced_model):
+def _diff_ref_rtl(*args, min_compared):
+    """`bpfpga diff OBJ --targets ref,rtl ARGS -j` on the reduced model: no verdict or map
+    divergence over at least ``min_compared`` packets."""
     from bpfpga.host.cli import main
-    r = CliRunner().invoke(main, ["diff", str(LB / "lb.o"), "--targets", "ref,rtl",
-                                  "--pcap", str(LB / "traffic.pcap"), "--maps",
-                                  str(LB / "maps.json"), "--max-packets", "200", "-j"])
+    r = CliRunner().invoke(main, ["diff", *map(str, args), "--targets", "ref,rtl", "-j"])
     assert r.exception is None or isinstance(r.exception, SystemExit), r.output
     out = json.loads(r.output)
-    assert out["compared"] >= 190
+    assert out["compared"] >= min_compared
     assert out["divergences"] == [], out["divergences"][:3]
     assert out["map_divergences"] == [], out["map_divergences"][:3]
     assert r.exit_code == 0
+
+
+def test_reduced_engine_runs_lb_like_ref(reduced_model):
+    _diff_ref_rtl(LB / "lb.o", "--pcap", LB / "traffic.pcap", "--maps", LB / "maps.json",
+                  "--max-packets", 200, min_compared=190)
 
 
 def test_reduced_engine_runs_bpf_to_bpf_calls_like_ref(reduced_model):
     # examples/calls: five noinline functions, r6..r9 live across the calls (the frames)
-    from bpfpga.host.cli import main
     calls = REPO / "examples" / "calls"
-    r = CliRunner().invoke(main, ["diff", str(calls / "calls.o"), "--targets", "ref,rtl",
-                                  "--pcap", str(calls / "traffic.pcap"), "--max-packets",
-                                  "60", "-j"])
-    assert r.exception is None or isinstance(r.exception, SystemExit), r.output
-    out = json.loads(r.output)
-    assert out["compared"] >= 20
-    assert out["divergences"] == [], out["divergences"][:3]
-    assert out["map_divergences"] == [], out["map_divergences"][:3]
-    assert r.exit_code == 0
+    _diff_ref_rtl(calls / "calls.o", "--pcap", calls / "traffic.pcap", "--max-packets", 60,
+                  min_compared=20)
 
 
 def test_reduced_engine_reports_and_refuses(reduced_model):
