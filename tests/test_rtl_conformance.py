@@ -107,3 +107,55 @@ def test_colorlight_cpu_passes_all_313(colorlight_cpu):
                        f" insns {res.insns} (ref {ref.insns})")
     assert len(rows) == 313 and not bad, "\n".join(bad)
 
+
+
+def _nested_calls(depth: int, rnd) -> bytes:
+    """main and depth - 1 nested bpf-to-bpf calls; every function sets r6..r9 to values of
+    its own, keeps one on its stack, calls the next, then folds its r6..r9 (which the call
+    must have restored), the stack word and a multiplication into r0."""
+    from bpfpga import isa
+    from bpfpga.isa import Insn
+    funcs = []
+    for k in range(depth):
+        body = [Insn(isa.BPF_ALU64 | isa.BPF_MOV | isa.BPF_K, 0, imm=0)] if k == 0 else []
+        for r in (6, 7, 8, 9):
+            body.append(Insn(isa.BPF_LD | isa.BPF_IMM | isa.BPF_DW, r, imm=rnd.getrandbits(64)))
+        body.append(Insn(isa.BPF_STX | isa.BPF_MEM | isa.BPF_DW, 10, 6 + k % 4, -8))
+        if k < depth - 1:
+            body.append("call")
+        for r, op in ((6, isa.BPF_ADD), (7, isa.BPF_XOR), (8, isa.BPF_ADD), (9, isa.BPF_XOR)):
+            body.append(Insn(isa.BPF_ALU64 | op | isa.BPF_X, 0, r))
+        body += [Insn(isa.BPF_LDX | isa.BPF_MEM | isa.BPF_DW, 1, 10, -8),
+                 Insn(isa.BPF_ALU64 | isa.BPF_ADD | isa.BPF_X, 0, 1),
+                 Insn(isa.BPF_ALU64 | isa.BPF_MUL | isa.BPF_K, 0, imm=rnd.getrandbits(31)),
+                 Insn(isa.BPF_JMP | isa.BPF_EXIT)]
+        funcs.append(body)
+    starts, pc = [], 0
+    for body in funcs:
+        starts.append(pc)
+        pc += sum(1 if i == "call" else i.slots for i in body)
+    out, pc = [], 0
+    for k, body in enumerate(funcs):
+        for i in body:
+            if i == "call":
+                i = Insn(isa.BPF_JMP | isa.BPF_CALL, 0, isa.BPF_PSEUDO_CALL,
+                         imm=starts[k + 1] - (pc + 1))
+            out.append(i)
+            pc += i.slots
+    return b"".join(i.encode() for i in out)
+
+
+def test_colorlight_cpu_nested_calls_restore_frames(colorlight_cpu):
+    """Call frames in block RAM (frame_bram: r6..r9 written and read back one word a cycle)
+    at every depth up to the limit and one beyond it (trap 6): r0, trap, executed count and
+    memory as the reference machine."""
+    import random
+    from bpfpga.sim.ref import run_program
+    from bpfpga.sim.rtl import run_programs
+    rnd = random.Random(7)
+    jobs = [(_nested_calls(d, rnd), bytes(16)) for d in list(range(1, 10)) * 3]
+    results = run_programs(jobs)
+    for (prog, mem), res in zip(jobs, results):
+        ref = run_program(prog, mem)
+        assert (res.r0, res.trap, res.insns, res.mem) == (ref.r0, ref.trap, ref.insns, ref.mem)
+    assert {r.trap for r in results} == {0, 6}
