@@ -67,6 +67,30 @@ Progress = Callable[[str, float, str], None]   # (step, fraction, detail)
 ROUTER_STALL = 30
 
 
+HEATMAP = "heat/r2"      # router2's congestion heat maps, per iteration (under gateware/)
+
+
+def congestion(gw: Path, iteration: int) -> list[tuple[str, int]]:
+    """Router2's overuse at one iteration by module (the hierarchy of the nets' names, two
+    levels deep: bpfpga_engine.cpu0, bpfpga_engine.helper0, ...; LiteX's flat top-level
+    nets are "soc"), largest first, as whole percent of the total; [] without a heat map."""
+    files = sorted(Path(gw).glob(f"{HEATMAP}*congestion_by_net_{iteration}.csv"))
+    if not files:
+        return []
+    by = {}
+    for line in files[0].read_text(errors="replace").splitlines():
+        name, _, n = line.rpartition(",")
+        if not name or not n.strip().isdigit():
+            continue
+        parts = name.split(".")
+        mod = ".".join(parts[:-1][:2]) or "soc"
+        by[mod] = by.get(mod, 0) + int(n)
+    total = sum(by.values())
+    if not total:
+        return []
+    return [(k, round(100 * v / total)) for k, v in sorted(by.items(), key=lambda kv: -kv[1])]
+
+
 def _run(cmd, cwd: Path, log: Path, step: str, progress: Progress | None,
          stages=None) -> float:
     t0 = time.time()
@@ -105,10 +129,13 @@ def _run(cmd, cwd: Path, log: Path, step: str, progress: Progress | None,
         rc = p.wait()
     if stalled:
         it, over, best, best_iter = stalled
+        where = congestion(cwd, best_iter)
+        where = ("; most congested (router2 heat map): "
+                 + ", ".join(f"{mod} {pct} %" for mod, pct in where[:4])) if where else ""
         raise BoardError(f"{Path(cmd[0]).name}: routing does not converge: {over} wires still "
                          f"overused after {it} iterations (the fewest, {best}, at iteration "
-                         f"{best_iter}); the design is too congested for this part "
-                         f"(log: {log})")
+                         f"{best_iter}); the design is too congested for this part"
+                         f"{where} (log: {log})")
     if rc:
         text = log.read_text(errors="replace")
         tail = ([l.strip() for l in text.splitlines() if "ERROR" in l]
@@ -249,7 +276,10 @@ tee -q -o stat.txt stat
            "--seed", str(seed), "--timing-allow-fail", "--log", "nextpnr.log",
            # router2: on the Colorlight's engine build at 88 % of the part, router1 still had
            # 32,000 overused wires after 40 minutes; router2 had 10,900 after 5 iterations
-           "--router", "router2", "--placer", placer]
+           "--router", "router2", "--placer", placer,
+           # per-iteration congestion (a few MB): named by module when routing fails
+           "--router2-heatmap", HEATMAP]
+    (gw / HEATMAP).parent.mkdir(exist_ok=True)
     times["nextpnr_s"] = round(_run(pnr, gw, gw / "nextpnr.out", "nextpnr", progress,
                                     _PNR_STAGES), 1)
     rep = json.loads((gw / "report_nextpnr.json").read_text())

@@ -192,7 +192,20 @@ def test_router_that_does_not_converge_is_stopped(tmp_path):
     msg = str(e.value)
     assert "routing does not converge: 43 wires still overused after" in msg, msg
     assert f"after {9 + flow.ROUTER_STALL} iterations" in msg and "at iteration 9" in msg
-    assert "\n" not in msg
+    assert "\n" not in msg and "most congested" not in msg      # (no heat map written)
+    # with router2's heat map of the best iteration, the message names the modules whose
+    # nets held the overuse (two hierarchy levels; LiteX's flat nets are "soc")
+    heat = tmp_path / f"{flow.HEATMAP}_congestion_by_net_9.csv"
+    heat.parent.mkdir(parents=True)
+    heat.write_text("bpfpga_engine.cpu0.last_wb[3],30\nbpfpga_engine.cpu0.ir[63],30\n"
+                    "bpfpga_engine.helper0.kmem.0.3_DO[2],25\nsys_rst,10\n"
+                    "bpfpga_engine.ck_i,5\n")
+    (tmp_path / f"{flow.HEATMAP}_congestion_by_net_8.csv").write_text("sys_rst,100\n")
+    with pytest.raises(BoardError) as e:
+        flow._run([sys.executable, str(script)], tmp_path, log, "nextpnr", None)
+    msg = str(e.value)
+    assert ("most congested (router2 heat map): bpfpga_engine.cpu0 60 %, "
+            "bpfpga_engine.helper0 25 %, soc 10 %, bpfpga_engine 5 %") in msg, msg
     # one that converges is left alone
     script.write_text("".join(f"print('Info:     iter={i} wires=9 overused={9 - i} "
                               f"overuse={9 - i} archfail=NA')\n" for i in range(10)))
