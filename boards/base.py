@@ -102,6 +102,7 @@ class Board:
     reset: tuple[str, bool] | None = None   # (resource, active_low): a reset button
     engine_clock_mhz: float = 100.0
     cores: int = 2                 # default engine cores for this board
+    router: str = "router2"        # nextpnr's router for this board's builds (router1/router2)
     engine: tuple = ()             # ((field, value), ...): EngineConfig fields for this board
     revision: str = ""
     url: str = ""
@@ -158,6 +159,7 @@ class Board:
                              {"port": self.host.port, "ip": self.host.ip,
                               "mac": f"{self.host.mac:012x}", "udp_port": self.host.udp_port})},
             "engine_clock_mhz": self.engine_clock_mhz, "cores": self.cores,
+            "router": self.router,
             "engine_config": dict(self.engine),
             "cable": {"openfpgaloader_board": self.cable.board, "cable": self.cable.cable,
                       "needs_cable": self.cable.needs_cable,

@@ -35,6 +35,10 @@ _URL = "https://github.com/q3k/chubby75/tree/master/5a-75b"
 # that build (35.7-36.6 MHz); whether routing closes it is in docs/boards.md. Issue 7's goal
 # (two cores at 100 MHz) does not fit this part.
 ENGINE_CLOCK_MHZ = 31.25
+# router1: on this build (82 % of the part's logic) router2 never converged (its overused
+# wires fall to 1,000-2,650, then rise again), while router1 routed the same placement
+# completely in some 20 minutes (docs/boards.md, 2026-11-29)
+ROUTER = "router1"
 # The helper unit is built with the load balancer's helpers and map types (examples/lb: map
 # lookup/update, ktime_get_ns, csum_diff, xdp_adjust_head; hash, lru_hash, array,
 # percpu_array) and the cheap ones many XDP programs use (map_delete_elem, redirect,
@@ -59,7 +63,7 @@ V8 = Board(
     part="LFE5U-25F-6BG256C", clock=("clk25", 25e6), eth=_ETH, host=_HOST, cable=_CABLE,
     platform_module="colorlight_5a_75b", platform_kwargs=(("revision", "8.0"),),
     reset=None, engine_clock_mhz=ENGINE_CLOCK_MHZ, cores=1,
-    engine=ENGINE, url=_URL,
+    engine=ENGINE, url=_URL, router=ROUTER,
     notes="two RGMII ports for XDP; host UART on J19 (LED/button pins)")
 
 V7 = Board(
@@ -67,7 +71,7 @@ V7 = Board(
     part="LFE5U-25F-6BG256C", clock=("clk25", 25e6), eth=_ETH, host=_HOST, cable=_CABLE,
     platform_module="colorlight_5a_75b", platform_kwargs=(("revision", "7.0"),),
     reset=None, engine_clock_mhz=ENGINE_CLOCK_MHZ, cores=1,
-    engine=ENGINE, url=_URL,
+    engine=ENGINE, url=_URL, router=ROUTER,
     notes="as v8.0 with the v7.0 pinout")
 
 BOARDS = [V8, V7]

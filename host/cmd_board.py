@@ -119,7 +119,7 @@ def print_report(r: dict) -> None:
 
 
 def run_build(board, out: Path, cores, clock, seed, allow_timing_fail, quiet=False,
-              engine=None, placer="heap"):
+              engine=None, placer="heap", router=None):
     """The build with a rich progress display; returns the report."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -142,7 +142,7 @@ def run_build(board, out: Path, cores, clock, seed, allow_timing_fail, quiet=Fal
 
         return flow.build(board, out, cores=cores, clock_mhz=clock, seed=seed,
                           allow_timing_fail=allow_timing_fail, progress=cb, engine=engine,
-                          placer=placer)
+                          placer=placer, router=router)
 
 
 def register(group: click.Group) -> None:
@@ -171,6 +171,8 @@ def register(group: click.Group) -> None:
     @click.option("--seed", type=int, default=1, help="nextpnr placement seed.")
     @click.option("--placer", type=click.Choice(["heap", "static"]), default="heap",
                   help="nextpnr placer (default heap).")
+    @click.option("--router", type=click.Choice(["router1", "router2"]), default=None,
+                  help="nextpnr router (default: the board's; bpfpga board list -j).")
     @click.option("--allow-timing-fail", is_flag=True,
                   help="Keep a bitstream that misses the clock (exit 0).")
     @click.option("--engine", type=click.Choice(ENGINE_KINDS), default=None,
@@ -178,13 +180,14 @@ def register(group: click.Group) -> None:
                        "or a loopback (frames back out of their port: board bring-up, and the "
                        "SoC's own cost).")
     @click.option("-j", "--json", "as_json", is_flag=True, help="Print the report as JSON.")
-    def build_cmd(name, cores, clock, out, seed, placer, allow_timing_fail, engine, as_json):
+    def build_cmd(name, cores, clock, out, seed, placer, router, allow_timing_fail, engine,
+                  as_json):
         """Synthesize, place and route the SoC for a board; write the bitstream and a report."""
         from bpfpga.boards import get_board
         b = get_board(name)
         out_dir = Path(out) if out else default_out(b.name)
         r = run_build(b, out_dir, cores, clock, seed, allow_timing_fail, quiet=as_json,
-                      engine=engine, placer=placer)
+                      engine=engine, placer=placer, router=router)
         if as_json:
             click.echo(json.dumps(r, indent=2))
             return

@@ -82,6 +82,8 @@ def test_board_list_json():
     assert c["cores"] == b.cores and c["engine_config"] == json.loads(json.dumps(dict(b.engine)))
     assert 1 in c["engine_config"]["helpers"] and c["engine_config"]["trace_depth"] == 0
     assert c["cable"]["openfpgaloader_board"] == "colorlight"
+    # router1 routes the Colorlight's build, router2 never converged there (docs/boards.md)
+    assert c["router"] == "router1" and {r["router"] for r in rows} <= {"router1", "router2"}
 
 
 # ------------------------------------------------------------------------------------ flash
@@ -209,6 +211,21 @@ def test_router_that_does_not_converge_is_stopped(tmp_path):
     # one that converges is left alone
     script.write_text("".join(f"print('Info:     iter={i} wires=9 overused={9 - i} "
                               f"overuse={9 - i} archfail=NA')\n" for i in range(10)))
+    flow._run([sys.executable, str(script)], tmp_path, log, "nextpnr", None)
+    # router1 (the Colorlight's): its progress line every 1,000 arcs, arcs left in the
+    # fourth column; left hovering above its minimum for ROUTER1_STALL arcs, it is stopped
+    def r1(it, left):
+        return f"Info: {it:10d} | {it // 3:8d} {it - it // 3:10d} | 300  700 | {left:9d}|  2.0  9.0|"
+    lines = [r1(k * 1000, max(1200, 60000 - 3000 * k) + 97 * (k % 3)) for k in range(1, 120)]
+    script.write_text("import time\n" + "".join(f"print({l!r}, flush=True)\n" for l in lines)
+                      + "time.sleep(60)\n")
+    with pytest.raises(BoardError) as e:
+        flow._run([sys.executable, str(script)], tmp_path, log, "nextpnr", None)
+    msg = str(e.value)
+    assert "routing does not converge: router1 has" in msg and "\n" not in msg, msg
+    assert "1394 arcs left after 71000 routed (the fewest, 1200, after 21000)" in msg, msg
+    # and one that gets to 0 arcs left is not
+    script.write_text("".join(f"print({r1(k * 1000, 5000 - 1000 * k)!r})\n" for k in range(6)))
     flow._run([sys.executable, str(script)], tmp_path, log, "nextpnr", None)
 
 
@@ -383,7 +400,7 @@ def test_build_colorlight():
     a single test holds every assertion on the one build). The configuration is the board's
     (boards/colorlight_5a_75b.py: 1 core, target_port off, frames, descriptors in block RAM,
     one RAM for packet and stack, strict ctx, pm_depth 512, 8 KiB maps, 16 maps, 256-word
-    rings, the lb helper set, UART host link); about 15 minutes here, hence `slow`."""
+    rings, the lb helper set, UART host link, router1); about 35 minutes here, hence `slow`."""
     out = REPO / "build" / "test_boards" / "c"
     res = cli("board", "build", "--board", "colorlight_5a_75b", "-o", str(out))
     assert res.exit_code == 0, res.output
@@ -397,6 +414,7 @@ def test_build_colorlight():
         assert report["engine_config"][k] == json.loads(json.dumps(v)), k
     assert report["engine_config"]["ns_per_cycle"] == round(1000 / b.engine_clock_mhz)
     assert report["engine_clock_mhz"] == b.engine_clock_mhz
+    assert report["router"] == b.router and report["placer"] == "heap"
     assert report["timing_met"] is True
     assert report["fmax"]["sys"]["achieved_mhz"] >= b.engine_clock_mhz
     for d in ("eth0_rx", "eth1_rx"):
