@@ -94,6 +94,25 @@ def congestion(gw: Path, iteration: int) -> list[tuple[str, int]]:
     return [(k, round(100 * v / total)) for k, v in sorted(by.items(), key=lambda kv: -kv[1])]
 
 
+class _Watch:
+    """A router's progress count (iteration or arcs routed, then what is left) from its log
+    lines; feed() is true once `limit` more of the count brought no new minimum."""
+
+    def __init__(self, pattern: str, limit: int):
+        self.pattern, self.limit = re.compile(pattern), limit
+        self.best, self.best_at, self.last, self.at = None, 0, None, 0
+
+    def feed(self, line: str) -> bool:
+        r = self.pattern.search(line)
+        if not r:
+            return False
+        self.at, self.last = int(r.group(1)), int(r.group(2))
+        if self.best is None or self.last < self.best:
+            self.best, self.best_at = self.last, self.at
+            return False
+        return self.best > 0 and self.at - self.best_at >= self.limit
+
+
 def _run(cmd, cwd: Path, log: Path, step: str, progress: Progress | None,
          stages=None) -> float:
     t0 = time.time()
@@ -102,33 +121,22 @@ def _run(cmd, cwd: Path, log: Path, step: str, progress: Progress | None,
         p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True, errors="replace", env=env)
         frac = 0.0
-        best, best_iter, stalled = None, 0, None
-        r1_best, r1_at, stalled1 = None, 0, None
+        # router2 reports its overused wires each iteration, router1 the arcs still to route
+        # (with the ripped-up ones) every 1,000 arcs; a design too congested for the part
+        # never gets them to zero (the router would go on for hours): stop when ROUTER_STALL
+        # iterations (ROUTER1_STALL arcs) bring no new minimum
+        watch = {"router2": _Watch(r"iter=(\d+) .*overuse=(\d+)", ROUTER_STALL),
+                 "router1": _Watch(r"^Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\|",
+                                   ROUTER1_STALL)}
+        stalled = None
         for line in p.stdout:
             f.write(line)
-            # router2 reports its overused wires each iteration; a design too congested for
-            # the part never gets them to zero (the router would go on for hours): stop when
-            # ROUTER_STALL iterations bring no new best
-            r = re.search(r"iter=(\d+) .*overuse=(\d+)", line)
-            if r:
-                it, over = int(r.group(1)), int(r.group(2))
-                if best is None or over < best:
-                    best, best_iter = over, it
-                elif best > 0 and it - best_iter >= ROUTER_STALL:
-                    stalled = (it, over, best, best_iter)
-                    p.kill()
-                    break
-            # router1's progress line every 1,000 arcs routed: arcs still to route (with
-            # the ripped-up ones) at its fourth column; the same rule on its minimum
-            r = re.match(r"^Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\|", line)
-            if r:
-                it, left = int(r.group(1)), int(r.group(2))
-                if r1_best is None or left < r1_best:
-                    r1_best, r1_at = left, it
-                elif r1_best > 0 and it - r1_at >= ROUTER1_STALL:
-                    stalled1 = (it, left, r1_best, r1_at)
-                    p.kill()
-                    break
+            for name, w in watch.items():
+                if w.feed(line):
+                    stalled = (name, w)
+            if stalled:
+                p.kill()
+                break
             if progress is None:
                 continue
             if stages:
@@ -142,20 +150,20 @@ def _run(cmd, cwd: Path, log: Path, step: str, progress: Progress | None,
                     progress(step, min(0.95, frac + 0.01), m.group(2)[:60])
                     frac = min(0.95, frac + 0.01)
         rc = p.wait()
-    if stalled:
-        it, over, best, best_iter = stalled
-        where = congestion(cwd, best_iter)
+    if stalled and stalled[0] == "router2":
+        w = stalled[1]
+        where = congestion(cwd, w.best_at)
         where = ("; most congested (router2 heat map): "
                  + ", ".join(f"{mod} {pct} %" for mod, pct in where[:4])) if where else ""
-        raise BoardError(f"{Path(cmd[0]).name}: routing does not converge: {over} wires still "
-                         f"overused after {it} iterations (the fewest, {best}, at iteration "
-                         f"{best_iter}); the design is too congested for this part"
+        raise BoardError(f"{Path(cmd[0]).name}: routing does not converge: {w.last} wires still "
+                         f"overused after {w.at} iterations (the fewest, {w.best}, at iteration "
+                         f"{w.best_at}); the design is too congested for this part"
                          f"{where} (log: {log})")
-    if stalled1:
-        it, left, best, at = stalled1
-        raise BoardError(f"{Path(cmd[0]).name}: routing does not converge: router1 has {left} "
-                         f"arcs left after {it} routed (the fewest, {best}, after {at}); the "
-                         f"design is too congested for this part (log: {log})")
+    if stalled:
+        w = stalled[1]
+        raise BoardError(f"{Path(cmd[0]).name}: routing does not converge: router1 has {w.last} "
+                         f"arcs left after {w.at} routed (the fewest, {w.best}, after "
+                         f"{w.best_at}); the design is too congested for this part (log: {log})")
     if rc:
         text = log.read_text(errors="replace")
         tail = ([l.strip() for l in text.splitlines() if "ERROR" in l]

@@ -215,7 +215,8 @@ def test_router_that_does_not_converge_is_stopped(tmp_path):
     # router1 (the Colorlight's): its progress line every 1,000 arcs, arcs left in the
     # fourth column; left hovering above its minimum for ROUTER1_STALL arcs, it is stopped
     def r1(it, left):
-        return f"Info: {it:10d} | {it // 3:8d} {it - it // 3:10d} | 300  700 | {left:9d}|  2.0  9.0|"
+        return (f"Info: {it:10d} | {it // 3:8d} {it - it // 3:10d} | 300  700 | {left:9d}|"
+                "  2.0  9.0|")
     lines = [r1(k * 1000, max(1200, 60000 - 3000 * k) + 97 * (k % 3)) for k in range(1, 120)]
     script.write_text("import time\n" + "".join(f"print({l!r}, flush=True)\n" for l in lines)
                       + "time.sleep(60)\n")
