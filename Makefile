@@ -32,9 +32,8 @@ demo: setup
 test: setup
 	$(VENV)/bin/python -m pytest -q -n 2 -m "not slow" tests
 
-# the XDP engine's board build (minutes; `make test` builds the Colorlight SoC with the loopback
-# engine): not part of `make test` while the engine's build of the Colorlight's LFE5U-25F
-# does not route (and it takes some 15 minutes; see docs/boards.md)
+# the XDP engine's board build of the Colorlight (`make test` builds its SoC with the loopback
+# engine): some 20-25 minutes here, too long for `make test` (docs/boards.md)
 test-slow: setup
 	$(VENV)/bin/python -m pytest -q -m slow tests
 
