@@ -309,10 +309,12 @@ tee -q -o stat.txt stat
            # the board's router (Board.router): router2 by default; router1 on the
            # Colorlight, whose 82 % build router2 never converged but router1 routed
            "--router", router, "--placer", placer]
+    # (a former build's heat maps go: they would be read as this one's)
+    shutil.rmtree(gw / Path(HEATMAP).parent, ignore_errors=True)
     if router == "router2":
         # per-iteration congestion (a few MB): named by module when routing fails
         pnr += ["--router2-heatmap", HEATMAP]
-    (gw / HEATMAP).parent.mkdir(exist_ok=True)
+        (gw / HEATMAP).parent.mkdir()
     times["nextpnr_s"] = round(_run(pnr, gw, gw / "nextpnr.out", "nextpnr", progress,
                                     _PNR_STAGES), 1)
     rep = json.loads((gw / "report_nextpnr.json").read_text())
