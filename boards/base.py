@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 
 # what a board's SoC can hold in the engine's place (gateware/engine.py:engine_component)
 ENGINE_KINDS = ("xdp", "standin", "loopback")
+# nextpnr's routers and the placers a build may pick (gateware/flow.py, bpfpga board build)
+ROUTERS = ("router1", "router2")
+PLACERS = ("heap", "static")
 
 # nextpnr-ecp5's device switch for each (family, size)
 _NEXTPNR_DEVICE = {

