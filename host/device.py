@@ -1013,7 +1013,11 @@ def install(dev: Device, obj, prog: str | None = None, entries: dict | None = No
             "slots": len(ld.code) // 8, "maps": list(ld.maps),
             "loaded": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     meta.update(meta_extra or {})
-    write_meta(dev, meta)
+    try:
+        write_meta(dev, meta)
+    except TargetError as e:
+        raise TargetError(f"{e}: {obj.path} is committed and its maps verified, but the engine "
+                          f"is left paused (host tools need the record); load it again") from None
     dev.control(clear=True)
     dev.resume()
     return ld

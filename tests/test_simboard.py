@@ -217,7 +217,7 @@ def _check_maps(clean, ld, entries):
         clean.resume()
 
 
-def test_faulty_link_never_commits_corruption(tmp_path):
+def test_faulty_link_never_commits_corruption(tmp_path, monkeypatch):
     """Program and map loads over a link that loses and flips bytes in both directions either
     fail with a clear error or leave exactly the program and entries asked for (checked over
     a clean link); the engine's write guard refuses what the faults garble; a failed load
@@ -276,9 +276,26 @@ def test_faulty_link_never_commits_corruption(tmp_path):
                 # committed, then failed after its commit (the load record): the maps were
                 # verified before the commit
                 assert now == lb_crc
-                _check_maps(clean, lb, entries)
+                # lb's layout read through this session's clean link (lb's own Device is closed)
+                _check_maps(clean, Loaded(clean, load_object(str(LB / "lb.o"))), entries)
             clean.close()
+        # the branch above on purpose: lb commits, then its load record fails to write
+        from bpfpga.host import device as device_mod
         clean = Device(board.url, timeout=10)
+        install(clean, load_object(str(ROOT / "examples" / "pass" / "pass.o")))
+        write_meta = device_mod.write_meta
+
+        def no_record(dev, meta, retries=3):
+            if meta is not None:
+                raise TargetError(f"{dev.url}: could not record the loaded object on the device")
+            write_meta(dev, meta, retries)
+        monkeypatch.setattr(device_mod, "write_meta", no_record)
+        with pytest.raises(TargetError, match="is committed and its maps verified"):
+            install(clean, load_object(str(LB / "lb.o")), entries=entries)
+        monkeypatch.undo()
+        assert clean.reg(C.R_PROG_CRC) == lb_crc
+        assert not clean.reg(C.R_CTRL) & C.CTRL_ENABLE         # left paused, as it says
+        _check_maps(clean, Loaded(clean, load_object(str(LB / "lb.o"))), entries)
         refused = [(a - b) & 0xFF for a, b in zip(clean.guard()[1:], refused0)]
         clean.close()
     finally:
