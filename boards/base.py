@@ -107,6 +107,9 @@ class Board:
     cores: int = 2                 # default engine cores for this board
     router: str = "router2"        # nextpnr's router for this board's builds (router1/router2)
     engine: tuple = ()             # ((field, value), ...): EngineConfig fields for this board
+    # what a routed build of this default configuration (cores, engine, clock) measured, with
+    # its date ("" = no routed build yet: the declared clock is an estimate, docs/boards.md)
+    measured: str = ""
     revision: str = ""
     url: str = ""
     notes: str = ""
@@ -162,7 +165,7 @@ class Board:
                              {"port": self.host.port, "ip": self.host.ip,
                               "mac": f"{self.host.mac:012x}", "udp_port": self.host.udp_port})},
             "engine_clock_mhz": self.engine_clock_mhz, "cores": self.cores,
-            "router": self.router,
+            "router": self.router, "measured": self.measured or None,
             "engine_config": dict(self.engine),
             "cable": {"openfpgaloader_board": self.cable.board, "cable": self.cable.cable,
                       "needs_cable": self.cable.needs_cable,

@@ -5,6 +5,7 @@ stream through a packet window on the Wishbone bus (gateware/hostport.py) and re
 its TX stream the same way. A 25 MHz oscillator; F1 (R1) is the reset button.
 """
 from bpfpga.boards.base import Board, Cable, HostLink
+from bpfpga.boards.engines import COMPACT
 
 _HOST = HostLink("uart", baud=1_000_000, usb="FT231X")
 _CABLE = Cable(board="ulx3s")
@@ -17,11 +18,16 @@ ULX3S_85 = Board(
     reset=("rst", False), engine_clock_mhz=100.0, cores=2, url=_URL,
     notes="no Ethernet: packets travel over the UART host link")
 
+# The 25F holds one core of the compact engine (the Colorlight's, boards/engines.py), not the
+# 85F's two full ones. MEASURED (docs/boards.md): `bpfpga board build --board ulx3s_25` routed
+# (router1, 15 minutes) and met 31.25 MHz: sys 42.33 MHz, TRELLIS_COMB 17,825/24,288 (73 %),
+# 31 DP16KD, 2026-11-29.
 ULX3S_25 = Board(
     name="ulx3s_25", title="Radiona ULX3S (25F)", part="LFE5U-25F-6BG381C",
     clock=("clk25", 25e6), eth=(), host=_HOST, cable=_CABLE,
     platform_module="radiona_ulx3s", platform_kwargs=(("device", "LFE5U-25F"),),
-    reset=("rst", False), engine_clock_mhz=100.0, cores=2, url=_URL,
-    notes="as the 85F with the smallest part that holds two cores")
+    reset=("rst", False), engine_clock_mhz=31.25, cores=1, engine=COMPACT, url=_URL,
+    router="router1", measured="met: sys 42.33 MHz, 73 % (2026-11-29)",
+    notes="as the 85F with the smaller part: one core of the compact engine (the Colorlight's)")
 
 BOARDS = [ULX3S_85, ULX3S_25]

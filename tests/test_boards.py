@@ -84,6 +84,8 @@ def test_board_list_json():
     assert c["cable"]["openfpgaloader_board"] == "colorlight"
     # router1 routes the Colorlight's build, router2 never converged there (docs/boards.md)
     assert c["router"] == "router1" and {r["router"] for r in rows} <= {"router1", "router2"}
+    # what a routed build measured, or null where none has been run (the clock is an estimate)
+    assert c["measured"].startswith("met: sys ") and all("measured" in r for r in rows)
 
 
 # ------------------------------------------------------------------------------------ flash
@@ -259,8 +261,10 @@ def test_engine_contract_errors():
         def elaborate(self, platform):
             raise NotImplementedError
 
+    nobus = NoBus()
+    nobus._MustUse__silence = True         # never elaborated, on purpose (no warning at its GC)
     with pytest.raises(EngineError, match="no Wishbone"):
-        read_contract(NoBus())
+        read_contract(nobus)
 
     class Wide(wiring.Component):
         def __init__(self):
@@ -489,10 +493,14 @@ def test_report_finds_the_engine_clock_behind_an_alias(tmp_path):
     build's report said "sys" Fmax none and timing not met because of it)."""
     from bpfpga.gateware.flow import _clock_aliases, _domain
     top = tmp_path / "top.v"
-    top.write_text("wire crg_clkout;\nassign sys_clk = crg_clkout;\nassign eth0_rx_clk = x;\n")
+    top.write_text("wire crg_clkout;\nassign sys_clk = crg_clkout;\nassign eth0_rx_clk = x;\n"
+                   "bpfpga_engine bpfpga_engine(\n\t.clk       (sys_clk),\n\t.rst (sys_rst),\n"
+                   "\t.rx0 (eth0_rx_clk)\n);\nFIFO f(\n\t.wclk (crg_clkout),\n\t.rclk (x)\n);\n")
     al = _clock_aliases(top)
-    assert al == {"crg_clkout": "sys"}
+    # (a ULX3S build's global clock net was named after the engine's clock port)
+    assert al == {"crg_clkout": "sys", "bpfpga_engine.clk": "sys", "f.wclk": "sys"}
     assert _domain("$glbnet$crg_clkout", al) == "sys"
+    assert _domain("$glbnet$bpfpga_engine.clk", al) == "sys"
     assert _domain("$glbnet$sys_clk", al) == "sys"
     assert _domain("$glbnet$eth_clocks1_rx$TRELLIS_IO_IN", al) == "eth1_rx"
 
