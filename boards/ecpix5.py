@@ -21,7 +21,7 @@ ECPIX5_45 = Board(
     name="ecpix5_45", title="LambdaConcept ECPIX-5 (45F)", part="LFE5UM5G-45F-8BG554I",
     clock=("clk100", 100e6), eth=_ETH, host=_HOST, cable=_CABLE,
     platform_module="lambdaconcept_ecpix5", platform_kwargs=(("device", "45F"),),
-    reset=("rst_n", True), engine_clock_mhz=100.0, cores=2, url=_URL,
+    reset=("rst_n", True), engine_clock_mhz=40.0, cores=1, url=_URL,
     notes="as the 85F with the smaller part")
 
 BOARDS = [ECPIX5_85, ECPIX5_45]
