@@ -11,12 +11,17 @@ _HOST = HostLink("uart", baud=1_000_000, usb="FT231X")
 _CABLE = Cable(board="ulx3s")
 _URL = "https://radiona.org/ulx3s/"
 
+# One core of the full engine at 31.25 MHz, NOT MEASURED by a routed build yet: packets come
+# over a 1 Mbaud UART, which a second core would not keep busy, and two full cores on this
+# speed grade 6 part placed at an estimated 24.05 MHz (`--cores 2 --clock 31.25`, routing not
+# finished, 2026-11-29; docs/boards.md). One full core placed at 47.42 MHz on the speed grade 8
+# 45F (met at 47.74 when routed); `--cores 2 --clock 25` builds two.
 ULX3S_85 = Board(
     name="ulx3s", title="Radiona ULX3S (85F)", part="LFE5U-85F-6BG381C",
     clock=("clk25", 25e6), eth=(), host=_HOST, cable=_CABLE,
     platform_module="radiona_ulx3s", platform_kwargs=(("device", "LFE5U-85F"),),
-    reset=("rst", False), engine_clock_mhz=100.0, cores=2, url=_URL,
-    notes="no Ethernet: packets travel over the UART host link")
+    reset=("rst", False), engine_clock_mhz=31.25, cores=1, url=_URL,
+    notes="no Ethernet: packets travel over the UART host link; one full core")
 
 # The 25F holds one core of the compact engine (the Colorlight's, boards/engines.py), not the
 # 85F's two full ones. MEASURED (docs/boards.md): `bpfpga board build --board ulx3s_25` routed
