@@ -10,11 +10,13 @@ _HOST = HostLink("uart", baud=1_000_000, usb="FT2232H channel B")
 _CABLE = Cable(board="ecpix5")
 _URL = "https://shop.lambdaconcept.com/home/46-2-ecpix-5.html"
 
+# Two full cores at 31.25 MHz (ktime's 32 ns step). NOT MEASURED by a routed build: placement
+# estimated 34.60 MHz (router2 did not converge, router1 stopped unfinished; docs/boards.md).
 ECPIX5_85 = Board(
     name="ecpix5", title="LambdaConcept ECPIX-5 (85F)", part="LFE5UM5G-85F-8BG554I",
     clock=("clk100", 100e6), eth=_ETH, host=_HOST, cable=_CABLE,
     platform_module="lambdaconcept_ecpix5", platform_kwargs=(("device", "85F"),),
-    reset=("rst_n", True), engine_clock_mhz=100.0, cores=2, url=_URL,
+    reset=("rst_n", True), engine_clock_mhz=31.25, cores=2, url=_URL, router="router1",
     notes="one RGMII port; UART host link over the on-board FT2232H")
 
 # One core of the full engine: two take ~43,600 logic cells (measured on the 85F), the whole

@@ -276,8 +276,10 @@ def test_engine_contract_errors():
         def elaborate(self, platform):
             raise NotImplementedError
 
+    wide = Wide()
+    wide._MustUse__silence = True
     with pytest.raises(EngineError, match="byte-valid"):
-        read_contract(Wide())
+        read_contract(wide)
 
 
 def _insn(op, dst=0, src=0, off=0, imm=0) -> int:
