@@ -99,7 +99,6 @@ class CPU(wiring.Component):
         m.d.comb += [self.insns.eq(count), self.cycles.eq(cycles)]
         trap_r = Signal(4)
         trap_pc_r = Signal(32)
-        m.d.comb += [self.trap.eq(trap_r), self.trap_pc.eq(trap_pc_r)]
         depth = Signal(range(memmap.MAX_CALL_FRAMES))
         with m.If(running):
             m.d.sync += cycles.eq(cycles + 1)
@@ -815,8 +814,14 @@ class CPU(wiring.Component):
         m.d.comb += redirect_br.eq(x_valid & x_br & ~budget_hit & (x_ja | taken))
         with m.If(redirect_br):
             do_redirect()
+        # the trap and its pc are outputs in the cycle done rises (an engine latches them
+        # there, with r0) and held in trap_r/trap_pc_r until the next start
+        end_pc = Signal(32)
+        m.d.comb += end_pc.eq(Mux(stop_trap != 0, x_pc, 0))
         with m.If(running & stop):
             m.d.sync += [running.eq(0), x_valid.eq(0), trap_r.eq(stop_trap),
-                         trap_pc_r.eq(Mux(stop_trap != 0, x_pc, 0))]
+                         trap_pc_r.eq(end_pc)]
             m.d.comb += self.done.eq(1)
+        m.d.comb += [self.trap.eq(Mux(self.done, stop_trap, trap_r)),
+                     self.trap_pc.eq(Mux(self.done, end_pc, trap_pc_r))]
         return m

@@ -297,7 +297,7 @@ class XDPEngine(wiring.Component):
                          hb.err.eq(rb.err), cb.ready.eq(rb.ready & ~hsel),
                          hb.ready.eq(rb.ready & hsel)]
             m.d.comb += [cpu.pm_we.eq(pm_we), cpu.pm_addr.eq(pm_addr), cpu.pm_data.eq(pm_data),
-                         cpu.prog_len.eq(prog_len), cpu.budget.eq(budget),
+                         cpu.prog_len.eq(prog_len),
                          cpu.ctx_len.eq(24), cpu.map_len.eq(map_len),
                          cpu.pkt_lo.eq(hu.data_meta), cpu.pkt_hi.eq(hu.data_end),
                          cpu.r1_init.eq(memmap.CTX_BASE),
@@ -351,6 +351,16 @@ class XDPEngine(wiring.Component):
             hold = Signal(name=f"l{n}_hold")        # holds a packet (RECV .. EGRESS)
             lseq = Signal(24, name=f"l{n}_seq")
             cur_r2 = Signal(16, name=f"l{n}_r2")    # the trampoline's jumps in this run
+            # the CPU's budget for this start: what is left of the packet's instruction budget
+            # (tail calls share it, as on the reference machine) plus the trampoline's 1 + r2
+            # instructions, which the CPU counts too; a register, kept off the CPU's compare
+            lbudget = Signal(32, name=f"l{n}_budget")
+            m.d.comb += cpu.budget.eq(lbudget)
+
+            def set_budget(used, r2):
+                left = Signal(34, name=f"l{n}_bleft")
+                m.d.comb += left.eq(budget + 1 + r2 - used)
+                m.d.sync += lbudget.eq(Mux(left[32:34] != 0, 0xFFFF_FFFF, left[0:32]))
             L.__dict__.update(dict(free=free, claim=claim, claim_src=claim_src, eg=eg,
                                    eg_req=eg_req, dest=dest, length=length, verdict=verdict,
                                    r0=r0, trap=trapr, trap_pc=trap_pc, insns=insns,
@@ -383,6 +393,7 @@ class XDPEngine(wiring.Component):
             with m.FSM(name=f"lane{n}"):
                 with m.State("IDLE"):
                     m.d.comb += free.eq(1)
+                    set_budget(0, 0)
                     with m.If(claim):
                         m.d.sync += [src.eq(claim_src), widx.eq(0), over.eq(0),
                                      in_port.eq(claim_src), lseq.eq(rxseq)]
@@ -420,9 +431,12 @@ class XDPEngine(wiring.Component):
                     m.d.sync += cycles.eq(cycles + 1)
                     bump(C.C_BUSY + n, 1)
                     with m.If(cpu.done):
-                        # cpu.insns does not count the last instruction yet; the trampoline
-                        # ran 1 + r2 of them (jne, then r2 jeq of the tail-call table)
-                        m.d.sync += [insns.eq(insns + cpu.insns - cur_r2), r0.eq(cpu.r0),
+                        # cpu.insns does not count the last instruction yet (the exit; a
+                        # trapping one is never counted); the trampoline ran 1 + r2 of them
+                        # (jne, then r2 jeq of the tail-call table)
+                        used = insns + cpu.insns - cur_r2 - (cpu.trap != 0)
+                        set_budget(used, hu.tail_prog)
+                        m.d.sync += [insns.eq(used), r0.eq(cpu.r0),
                                      trapr.eq(cpu.trap), trap_pc.eq(cpu.trap_pc)]
                         with m.If(hu.tail_pending & (cpu.trap == 0)):
                             m.d.comb += hu.tail_clear.eq(1)

@@ -346,18 +346,30 @@ class Device:
             i += k
         return out
 
+    def _busy_cycles(self) -> list[int]:
+        return self.read(C.COUNTERS + C.C_BUSY, self.cores)
+
     def results(self, want: int = 1, timeout: float = 30.0) -> list[dict]:
-        """Read `want` records from the output ring (waiting for them)."""
+        """Read `want` records from the output ring (waiting for them). The wait ends with
+        an error after `timeout` seconds in which no record came and no core ran: a packet
+        that runs long (a simulated engine runs some 16,000 instructions a second, so a loop
+        takes a minute to reach the instruction budget) is waited for while its core runs."""
         recs = []
         if self._out_rd is None:
             self._out_rd = self.reg(C.R_OUT_RD)
         rd = self._out_rd
         t0 = time.time()
+        busy = None
         while len(recs) < want:
             wr = self.reg(C.R_OUT_WR)
             if wr == rd:
                 if time.time() - t0 > timeout:
-                    raise TargetError(f"{self.url}: no result after {timeout} s")
+                    now = self._busy_cycles()
+                    if busy is not None and now == busy or busy is None and \
+                            self.reg(C.R_STATUS) & 1:
+                        raise TargetError(f"{self.url}: no result after {timeout} s "
+                                          f"(no core running)")
+                    busy, t0 = now, time.time()
                 continue
             avail = (wr - rd) & 0xFFFF
             words = self._ring_read(rd, avail)

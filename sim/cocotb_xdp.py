@@ -170,9 +170,16 @@ async def serve(dut):
             f.write(str(srv.getsockname()[1]))
         os.replace(pf + ".tmp", pf)
     srv.settimeout(float(os.environ.get("BPFPGA_XDP_ACCEPT_TIMEOUT", "120")))
-    conn, _ = srv.accept()
-    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    conn.setblocking(False)
+    # BPFPGA_XDP_REACCEPT: a closed control connection is followed by the next one (one
+    # engine, many hosts in turn: a fuzz campaign loads many programs), until none comes
+    reaccept = os.environ.get("BPFPGA_XDP_REACCEPT") == "1"
+
+    def accept():
+        c, _ = srv.accept()
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.setblocking(False)
+        return c
+    conn = accept()
     buf = bytearray()
     fbuf = bytearray()
     rxq: deque = deque()
@@ -210,7 +217,16 @@ async def serve(dut):
                 data = b""
             else:
                 if not data:
-                    break
+                    if not reaccept:
+                        break
+                    conn.close()
+                    buf.clear()
+                    try:
+                        conn = accept()
+                    except OSError:         # socket.timeout: no next host
+                        conn = None
+                        break
+                    continue
             buf += data
         did = False
         if fconn is not None:
@@ -267,7 +283,8 @@ async def serve(dut):
         else:
             idle += 1
             await Timer(256 * PERIOD_NS, unit="ns")
-    conn.close()
+    if conn is not None:
+        conn.close()
     srv.close()
     for sk in (fconn, fsrv):
         if sk is not None:

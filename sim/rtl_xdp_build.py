@@ -72,7 +72,7 @@ class Simulation:
     """A running simulation of the engine serving its control port on 127.0.0.1:port; with
     ``frames``, also its port streams (``frame_port``, protocol in sim/cocotb_xdp.py)."""
 
-    def __init__(self, port: int = 0, log=None, frames: bool = False):
+    def __init__(self, port: int = 0, log=None, frames: bool = False, reaccept: bool = False):
         bdir = build()
         runs = BUILD / "rtl" / "runs"
         runs.mkdir(parents=True, exist_ok=True)
@@ -85,6 +85,11 @@ class Simulation:
         ff = self.dir / "frameport"
         if frames:
             env["BPFPGA_XDP_FRAMEFILE"] = str(ff)
+        # reaccept: the control port takes one connection after another (XdpRtl per program
+        # on one engine); close() then ends the simulation instead of waiting for it
+        self.reaccept = reaccept
+        if reaccept:
+            env["BPFPGA_XDP_REACCEPT"] = "1"
         self.proc = subprocess.Popen([sys.executable, "-c", _RUNNER, TOPLEVEL, str(bdir),
                                       str(self.dir)], env=env, stdout=subprocess.DEVNULL,
                                      stderr=open(self.dir / "runner.log", "w"))
@@ -101,6 +106,8 @@ class Simulation:
         self.url = f"socket://127.0.0.1:{self.port}"
 
     def close(self):
+        if self.proc.poll() is None and self.reaccept:
+            self.proc.terminate()
         if self.proc.poll() is None:
             try:
                 self.proc.wait(timeout=10)
