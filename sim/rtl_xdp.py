@@ -67,6 +67,15 @@ def link_image(obj: BpfObject, entry, img) -> tuple[bytes, dict[str, int], list]
     return code, {name: k for k, (_, _, name) in enumerate(starts)}, starts
 
 
+def program_pc(spans, pc: int) -> tuple[str | None, int]:
+    """A pc of the engine's image (link_image's spans: first slot, end, program name) as
+    (program, pc in that program); (None, pc) for a pc in the trampoline."""
+    for s, e, name in spans:
+        if s <= pc < e:
+            return name, pc - s
+    return None, pc
+
+
 class XdpRtl(Target):
     name = "rtl"
 
@@ -193,11 +202,7 @@ class XdpRtl(Target):
         trap = rec["trap"]
         insns = rec["insns"]
         if trap:
-            pc = rec["trap_pc"]
-            for s, e, _ in self.spans:
-                if s <= pc < e:
-                    pc -= s
-                    break
+            pc = program_pc(self.spans, rec["trap_pc"])[1]
             return XdpResult(isa.XDP_ABORTED, rec["packet"], rec["r0"], trap, pc,
                              cycles=rec["cycles"], insns=insns)
         ret = rec["r0"] & M32

@@ -38,7 +38,7 @@ import threading
 import time
 from pathlib import Path
 
-from bpfpga.errors import TargetError
+from bpfpga.errors import BpfpgaError, TargetError
 from bpfpga.hdl import control as C
 
 IDLE_RESET = 0.1          # LiteX UARTBone's parser timeout
@@ -372,6 +372,26 @@ class SimBoard:
             self.records += recs
             self._write_capture()
 
+    def _trap_where(self, pc: int) -> dict:
+        """A trap's pc in its program, from the object the load record names (the engine
+        reports the pc in its image); the image pc when no loaded object can be read."""
+        from bpfpga.host.device import open_loaded, read_meta
+        from bpfpga.sim.rtl_xdp import program_pc
+        with self.lock:
+            meta = read_meta(self.dev)
+            key = meta and meta.get("sha256")
+            if key != getattr(self, "_spans_key", None):
+                self._spans_key, self._spans = key, None
+                if meta is not None:
+                    try:
+                        self._spans = open_loaded(self.dev)[0].spans
+                    except (BpfpgaError, OSError, ValueError):
+                        pass
+        if self._spans is None:
+            return {"image_pc": pc}
+        prog, ppc = program_pc(self._spans, pc)
+        return {"program": prog, "trap_pc": ppc}
+
     def _write_capture(self) -> None:
         from bpfpga.sim import pcap
         recs = sorted(self.records, key=lambda r: r["seq"])
@@ -379,7 +399,7 @@ class SimBoard:
         ports["host"] = []
         lines = []
         for r in recs:
-            v = r["verdict"] if not r["trap"] else 0
+            v = r["verdict"]
             where = None
             if v == 3:
                 where = f"port{r['in_port']}"
@@ -389,9 +409,11 @@ class SimBoard:
                 where = "host"
             if where is not None:
                 ports.setdefault(where, []).append(r["packet"])
-            lines.append(json.dumps({"seq": r["seq"], "verdict": v, "trap": r["trap"],
-                                     "in_port": r["in_port"], "out": where,
-                                     "len": r["len"]}))
+            line = {"seq": r["seq"], "verdict": v, "trap": r["trap"], "in_port": r["in_port"],
+                    "out": where, "len": r["len"]}
+            if r["trap"]:
+                line.update(self._trap_where(r["trap_pc"]))
+            lines.append(json.dumps(line))
         for p, frames in self.tx_frames.items():
             ports.setdefault(f"port{p}", []).extend(frames)
         self.capture_dirty = False
