@@ -238,6 +238,11 @@ class XdpRef(Target):
         self.redirect = None
         self.tail_calls = 0
         self.trace_lines = []
+        # nothing crosses packets: a read of stack this packet did not write gives zeros (as
+        # on the engine, which zeroes what a run wrote while the packet leaves); headroom and
+        # tailroom are zeros too (a new buffer above)
+        for mm in self.machines.values():
+            mm.stack_buf[:] = bytes(len(mm.stack_buf))
         self.clock_ns += 1000
         name = self.entry.name
         budget = self.budget

@@ -19,6 +19,18 @@ def suite() -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def engine():
+    """One simulation of the XDP engine (the default model, sim/rtl_xdp_build.py) for every
+    test of the session that loads programs of its own: its control port takes one
+    connection after another (XdpRtl(obj, url=engine) per program)."""
+    from bpfpga.sim.rtl_xdp_build import Simulation, build
+    build()
+    sim = Simulation(reaccept=True)
+    yield sim.url
+    sim.close()
+
+
 def simulate(dut, testbench, period: float = 1e-8):
     """Run ``testbench`` (an async function of the simulator context) on ``dut`` in
     Amaranth's simulator with one clock."""

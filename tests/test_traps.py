@@ -26,16 +26,6 @@ def _obj(src: str) -> BpfObject:
                      license="GPL")
 
 
-@pytest.fixture(scope="module")
-def engine():
-    """One engine simulation for every program of this module (one connection each)."""
-    from bpfpga.sim.rtl_xdp_build import Simulation, build
-    build()
-    sim = Simulation(reaccept=True)
-    yield sim.url
-    sim.close()
-
-
 def _run(url, obj, budget=None, packets=(PKT,)):
     from bpfpga.sim.rtl_xdp import XdpRtl
     kw = {} if budget is None else {"budget": budget}
