@@ -425,18 +425,15 @@ def kernel_timing(o, prog, maps_json, packets) -> dict | None:
 
 
 def timing_line(kt: dict | None, cycles: dict) -> str | None:
+    """One line: the kernel's median ns per packet beside each target's median cycles."""
+    from bpfpga.host.kernel import median
     parts = []
     if kt:
         parts.append(f"kernel {kt['median']} ns (median over {kt['packets']} packets, "
                      f"BPF_PROG_TEST_RUN less {kt['harness_ns']} ns for an empty program)")
     for n, c in cycles.items():
-        parts.append(f"{n} {median_of(c)} cycles (median over {len(c)} packets)")
+        parts.append(f"{n} {median(c)} cycles (median over {len(c)} packets)")
     return ("per packet: " + "; ".join(parts)) if parts else None
-
-
-def median_of(xs):
-    s = sorted(xs)
-    return s[(len(s) - 1) // 2] if s else None
 
 
 @click.command("diff")
@@ -481,9 +478,10 @@ def diff_cmd(obj, prog, maps_json, map_size, targets, pcap_in, max_packets, no_t
     kt = None
     if "kernel" in names and not no_timing:
         kt = kernel_timing(o, prog, maps_json, packets)
+    from bpfpga.host.kernel import median
     divergences, map_div = res["divergences"], res["map_divergences"]
     total = len(divergences) + len(map_div)
-    cycles = {n: {"median": median_of(c), "packets": len(c)} for n, c in res["cycles"].items()}
+    cycles = {n: {"median": median(c), "packets": len(c)} for n, c in res["cycles"].items()}
     if as_json:
         click.echo(json.dumps({"targets": names, "not_compared": not_compared,
                                "packets": len(packets), "compared": res["compared"],
