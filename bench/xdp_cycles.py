@@ -15,8 +15,9 @@ and packets measured in the same run.
   achieved sys-domain Fmax of the first board built there; the CPU core alone,
   build/bench/synth_core.json (bench/synth_core.py: an upper bound, the engine adds the
   helper units, map arbiter and dispatch around it); else 100 MHz, assumed (no synthesis);
-* kernel: KernelTarget.ns_per_packet over the same packets, minus the same for an empty
-  program (the harness overhead), when the kernel target is available.
+* kernel: the median of KernelTarget.time_packet over the same packets (each the median of
+  one-run test runs on the original packet, less an empty program's: docs/kernel-target.md),
+  when the kernel target is available.
 Writes build/bench/xdp_cycles.json.
 """
 from __future__ import annotations
@@ -141,14 +142,11 @@ def main():
         row["mpps_ncores"] = fmax / row["cycles_per_packet_ncores"]
         if kernel is not None:
             try:
-                sample = pk[:50]
+                from bpfpga.host.kernel import median
                 with kernel(o) as kt:
                     apply_maps(kt, o, maps)
-                    ns = sum(kt.ns_per_packet(p, 200) for p in sample) / len(sample)
-                empty = load_object(str(ROOT / "examples/pass/pass.o"))
-                with kernel(empty) as kt:
-                    ns0 = sum(kt.ns_per_packet(p, 200) for p in sample) / len(sample)
-                row["kernel_ns_per_packet"] = max(0.0, ns - ns0)
+                    ns = [kt.time_packet(p) for p in pk if kt.refuses(p) is None]
+                row["kernel_ns_per_packet"] = median(ns)
             except Exception as e:      # noqa: BLE001 - reported, not fatal
                 row["kernel_error"] = str(e)
         rows.append(row)

@@ -33,6 +33,12 @@ class Target:
     def run(self, packet: bytes, ctx: XdpContext | None = None) -> XdpResult:
         raise NotImplementedError
 
+    def refuses(self, packet: bytes) -> str | None:
+        """Why this target cannot run ``packet`` at all (its run() would raise TargetError
+        before running anything), as a reason without the packet's length, so reasons can be
+        counted; None when it can run it."""
+        return None
+
     # maps, by name; keys and values are raw bytes. Per-CPU maps take and give a list of
     # values, one per CPU.
     def map_lookup(self, name: str, key: bytes):

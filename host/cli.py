@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "bpfpga.host.cmd_prog",       # prog show
     "bpfpga.host.cmd_board",      # board list, build, flash
     "bpfpga.host.cmd_device",     # device info, prog load, map *, stats, trace, sim-board
+    "bpfpga.host.cmd_kernel",     # kernel features
 ]
 
 

@@ -191,12 +191,18 @@ class XdpRtl(Target):
         return self.dev.counters()
 
     # ------------------------------------------------------------------ packets
-    def _check(self, packet: bytes) -> None:
+    def refuses(self, packet: bytes) -> str | None:
         if len(packet) < 14:
-            raise TargetError("runt frame (< 14 bytes): the engine drops it (counted)")
+            return "runt frames (< 14 bytes): the engine drops them (counted)"
         if len(packet) > self.dev.pkt_bytes - 256 - 320:
-            raise TargetError(f"frame of {len(packet)} bytes exceeds the packet buffer: the "
-                              f"engine drops it (counted)")
+            return (f"frames over {self.dev.pkt_bytes - 256 - 320} bytes exceed the packet "
+                    f"buffer: the engine drops them (counted)")
+        return None
+
+    def _check(self, packet: bytes) -> None:
+        why = self.refuses(packet)
+        if why:
+            raise TargetError(f"frame of {len(packet)} bytes: {why}")
 
     def _result(self, rec) -> XdpResult:
         trap = rec["trap"]

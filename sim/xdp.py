@@ -79,7 +79,8 @@ class XdpRef(Target):
 
     def __init__(self, obj: BpfObject, prog: str | None = None, ncpus: int | None = None,
                  cpu: int = 0, budget: int = memmap.INSN_BUDGET, map_size: int = memmap.MAP_SIZE,
-                 clock_base: int = 1_000_000_000, seed: int = 0x2545F491):
+                 clock_base: int = 1_000_000_000, seed: int = 0x2545F491,
+                 clock_gap=None):
         from bpfpga.compiler.link import layout, resolve_lddw
         self.obj = obj
         try:
@@ -104,6 +105,9 @@ class XdpRef(Target):
         self.machines: dict[str, Machine] = {}
         self.helpers = {h: getattr(self, "_h_" + n) for h, n in self.SUPPORTED.items()}
         self.clock_ns = clock_base
+        # ns the clock advances before each packet: a constant or a function of no arguments
+        # (the diff's oracles vary it: docs/xdp.md)
+        self.clock_gap = clock_gap if clock_gap is not None else 1000
         self.rng = (seed & 0xFFFFFFFF) or 1
         self.trace_lines: list[str] = []
         self._init_maps()
@@ -243,7 +247,8 @@ class XdpRef(Target):
         # tailroom are zeros too (a new buffer above)
         for mm in self.machines.values():
             mm.stack_buf[:] = bytes(len(mm.stack_buf))
-        self.clock_ns += 1000
+        gap = self.clock_gap
+        self.clock_ns = (self.clock_ns + (gap() if callable(gap) else gap)) & ((1 << 64) - 1)
         name = self.entry.name
         budget = self.budget
         total = 0

@@ -169,7 +169,7 @@ def test_packet_write(kernel):
 def test_runt_and_ctx(kernel):
     p = prog("ifindex", ldx(isa.BPF_W, 0, 1, 12), EXIT)        # xdp_md.ingress_ifindex
     with K.KernelTarget(obj(p)) as t:
-        with pytest.raises(TargetError, match="at least 14"):
+        with pytest.raises(TargetError, match="shorter than 14 bytes"):
             t.run(bytes(10))
         assert t.run(PKT).verdict == 1                           # default: lo
         if K.ctx_supported():
