@@ -76,12 +76,13 @@ def refuse_frozen_write(md: "MapDef") -> None:
                           f"bytes in maps.json (--maps), which sets them before load")
 
 
-# XDP program sections, as libbpf's section_defs take them (and, for the legacy
-# xdp_devmap/ and xdp_cpumap/ prefixes, libbpf < 1.0): a name ending in "/" is a prefix,
-# any other must match exactly; the first match gives the attach point.
+# XDP program sections, as libbpf's section_defs take them (and the legacy xdp_devmap and
+# xdp_cpumap names of libbpf < 1.0, whose "xdp" prefix took them): a name ending in "/" is
+# a prefix, any other must match exactly; the first match gives the attach point.
 XDP_SECTIONS = (("xdp.frags/devmap", "devmap"), ("xdp/devmap", "devmap"),
-                ("xdp_devmap/", "devmap"), ("xdp.frags/cpumap", "cpumap"),
-                ("xdp/cpumap", "cpumap"), ("xdp_cpumap/", "cpumap"),
+                ("xdp_devmap", "devmap"), ("xdp_devmap/", "devmap"),
+                ("xdp.frags/cpumap", "cpumap"), ("xdp/cpumap", "cpumap"),
+                ("xdp_cpumap", "cpumap"), ("xdp_cpumap/", "cpumap"),
                 ("xdp.frags", "xdp"), ("xdp.frags/", "xdp"), ("xdp", "xdp"), ("xdp/", "xdp"))
 
 
@@ -181,6 +182,7 @@ class BpfObject:
     btf: bytes | None = None   # raw .BTF section, for targets that want to hand it on
     # maps a run leaves out (compiler/select.py xdp_view): unused, of a type not supported
     left_out: list["MapDef"] = field(default_factory=list)
+    other_programs: list["Program"] = field(default_factory=list)   # (not XDP: never run)
 
     def map_index(self, name: str) -> int:
         for i, m in enumerate(self.maps):
@@ -207,7 +209,7 @@ class BpfObject:
 
     def program_choices(self, name: str | None) -> str:
         """Why :meth:`program` found nothing, for a one-line error."""
-        others = [p for p in self.programs if not p.is_xdp]
+        others = [p for p in self.programs if not p.is_xdp] + self.other_programs
         for p in others:
             if name in (p.name, p.section):
                 return (f"program '{p.name}' is in section '{p.section}', a {p.prog_type} "

@@ -144,18 +144,23 @@ MAP_WRITERS = {H_MAP_UPDATE, H_MAP_DELETE}
 MEM_WRITERS = {H_XDP_LOAD_BYTES: 3}
 
 
-def check_readonly(obj) -> None:
+def check_readonly(obj, entry=None, progs=None) -> None:
     """Refuse, as the kernel's verifier does at load, an XDP program that writes into a map
     with BPF_F_RDONLY_PROG (`.rodata*`): a store, an atomic or a helper writing through a
     pointer into its value, or map_update/delete_elem on it. A forward analysis of which
     registers and 8-byte stack slots may hold such a pointer (lddw of the value, plus or
     minus constants and registers, spills to the stack, map_lookup_elem of the map), joined
-    over every path; a pointer hidden elsewhere (in another map, say) is not followed."""
+    over every path; a pointer hidden elsewhere (in another map, say) is not followed.
+    ``progs``: the programs a target loads (default: ``entry``, or the first XDP program, and
+    every program a PROG_ARRAY's initial slots name), as the kernel checks those it loads."""
     from bpfpga.obj import BPF_F_RDONLY_PROG
     ro = {i: m.name for i, m in enumerate(obj.maps) if m.map_flags & BPF_F_RDONLY_PROG}
     if not ro:
         return
-    for p in obj.xdp_programs:
+    if progs is None:
+        progs = [entry or obj.program(None)] + [obj.program(n) for m in obj.maps
+                                                if m.type == 3 for n in m.init_slots.values()]
+    for p in progs:
         bad = _readonly_write(p.insns, ro)
         if bad is not None:
             pc, idx, what = bad

@@ -68,7 +68,8 @@ def _view(obj: BpfObject) -> BpfObject:
            for p in progs] if left else list(progs)
     return dataclasses.replace(obj, programs=out,
                                maps=[m for m in obj.maps if m.name in keep],
-                               left_out=list(obj.left_out) + left)
+                               left_out=list(obj.left_out) + left,
+                               other_programs=[p for p in obj.programs if not p.is_xdp])
 
 
 def _renumber(insns: bytes, new_index: dict[int, int], obj: BpfObject, prog: str) -> bytes:

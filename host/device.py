@@ -893,11 +893,11 @@ class Loaded:
         from bpfpga.compiler.select import xdp_view
         from bpfpga.compiler.check import check_readonly
         self.dev, self.obj = dev, obj = xdp_view(obj)
-        check_readonly(obj)
         try:
             self.entry = obj.program(prog)
         except (KeyError, IndexError):
             raise LoadError(f"{obj.path}: {obj.program_choices(prog)}") from None
+        check_readonly(obj, self.entry)
         self.image, self.map_len = hw_layout(obj, dev.cores, meta_offset(dev))
         self.code, self.prog_no, self.spans = link_image(obj, self.entry, self.image)
         self.maps = {r.md.name: DeviceMap(dev, r, dev.cores) for r in self.image.regions}

@@ -78,11 +78,11 @@ class XdpRtl(Target):
         from bpfpga.compiler.select import xdp_view
         from bpfpga.compiler.check import check_readonly
         self.obj = obj = xdp_view(obj)
-        check_readonly(obj)
         try:
             self.entry = obj.program(prog)
         except (KeyError, IndexError):
             raise LoadError(f"{obj.path}: {obj.program_choices(prog)}") from None
+        check_readonly(obj, self.entry)
         self.sim = None
         if url is None:
             from bpfpga.sim.rtl_xdp_build import Simulation
@@ -154,6 +154,8 @@ class XdpRtl(Target):
     def set_prog_slot(self, name: str, idx: int, prog: str) -> None:
         if prog not in self.prog_no:
             raise TargetError(f"map '{name}': no program '{prog}'")
+        from bpfpga.compiler.check import check_readonly
+        check_readonly(self.obj, progs=[self.obj.program(prog)])
         self._paused(lambda: self._map(name).update(idx.to_bytes(4, "little"),
                                                     self.prog_no[prog] + 1))
 

@@ -85,7 +85,6 @@ class XdpRef(Target):
         from bpfpga.compiler.select import xdp_view
         from bpfpga.compiler.check import check_readonly
         self.obj = obj = xdp_view(obj)
-        check_readonly(obj)
         try:
             self.entry = obj.program(prog)
         except (KeyError, IndexError):
@@ -109,6 +108,7 @@ class XdpRef(Target):
         self.clock_ns = clock_base
         self.rng = (seed & 0xFFFFFFFF) or 1
         self.trace_lines: list[str] = []
+        check_readonly(obj, self.entry)
         self._init_maps()
         self._check_helpers(self.entry)
         self.machine(self.entry.name)
@@ -198,7 +198,8 @@ class XdpRef(Target):
                 return ("dev", bytes(value))
             raise TargetError(f"map '{md.name}': slots take a program or map name")
         if kind == "prog":
-            self.obj.program(what)
+            from bpfpga.compiler.check import check_readonly
+            check_readonly(self.obj, progs=[self.obj.program(what)])
         elif kind == "map" and what not in self.by_name:
             raise TargetError(f"map '{md.name}': no inner map named '{what}'")
         return (kind, what)
