@@ -269,13 +269,18 @@ def test_rodata_write_analysis():
                                 "jeq %r0, 0, +1\nstxw [%r0+0], %r0\nexit"), ro)[0] == 6
 
 
-def test_zero_max_entries_names_map_size(objs, rand_pcap):
+def refused_everywhere(path, pcap_path, msg, *extra):
+    """`bpfpga run` of the object fails on ref and the kernel with the one line msg."""
     for t in ["ref"] + kernel_targets():
-        r = cli("run", objs["mixed"], "--target", t, "--pcap", rand_pcap)
-        assert r.exit_code == 1
-        assert r.output.strip().splitlines()[-1] == (
-            f"error: {objs['mixed']}: map 'sized_later' (hash) has max_entries 0 in the object "
-            f"(it is sized at load time): give its size with --map-size sized_later=ENTRIES")
+        r = cli("run", path, "--target", t, "--pcap", pcap_path, *extra)
+        assert r.exit_code == 1, r.output
+        assert r.output.strip().splitlines()[-1] == f"error: {path}: {msg}"
+
+
+def test_zero_max_entries_names_map_size(objs, rand_pcap):
+    refused_everywhere(objs["mixed"], rand_pcap, "map 'sized_later' (hash) has max_entries 0 "
+                       "in the object (it is sized at load time): give its size with "
+                       "--map-size sized_later=ENTRIES")
 
 
 # --- 7. which program ------------------------------------------------------------------------
@@ -306,12 +311,8 @@ def test_other_program_types_listed_not_run(objs, rand_pcap):
         assert f"note: {path}: left out map(s) 'events' (ringbuf): no XDP program uses " \
             in r.stderr
         assert json.loads(r.stdout)["summary"] == {"PASS": 300}
-        r = cli("run", path, "--target", t, "--pcap", rand_pcap, "--map-size",
-                "sized_later=16", "--prog", "tc_prog")
-        assert r.exit_code == 1
-        assert r.output.strip().splitlines()[-1] == (
-            f"error: {path}: program 'tc_prog' is in section 'tc', a sched_cls program, "
-            "not XDP")
+    refused_everywhere(path, rand_pcap, "program 'tc_prog' is in section 'tc', a sched_cls "
+                       "program, not XDP", "--map-size", "sized_later=16", "--prog", "tc_prog")
 
 
 def test_unsupported_map_used_by_xdp_is_an_error(objs):
@@ -322,10 +323,6 @@ def test_unsupported_map_used_by_xdp_is_an_error(objs):
 
 
 def test_kfunc_named(objs, rand_pcap):
-    for t in ["ref"] + kernel_targets():
-        r = cli("run", objs["kfunc"], "--target", t, "--pcap", rand_pcap)
-        assert r.exit_code == 1
-        assert r.output.strip().splitlines()[-1] == (
-            f"error: {objs['kfunc']}: program 'kf_prog': instruction 4: call to kfunc "
-            "'bpf_xdp_metadata_rx_timestamp': kfuncs are kernel functions, which bpfpga "
-            "does not support")
+    refused_everywhere(objs["kfunc"], rand_pcap, "program 'kf_prog': instruction 4: call to "
+                       "kfunc 'bpf_xdp_metadata_rx_timestamp': kfuncs are kernel functions, "
+                       "which bpfpga does not support")
