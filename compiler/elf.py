@@ -384,7 +384,7 @@ class _Loader:
             if not inners:
                 raise self.err(f"map '{m.name}': inner_id {inner_id} names no map in "
                                f"section {sec.name}")
-            m.inner = _template(inners[0], m.name)
+            m.inner = inner_template(inners[0], m.name)
             for x in inners:
                 m.init_slots[ids[x.name][2]] = x.name
 
@@ -512,6 +512,11 @@ class _Loader:
                 raise self.err(f"map '{name}': value size {m.value_size} of a map of "
                                "programs or maps must be 4")
             values_off = values.offset
+        elif mtype in O.MAP_IN_MAP_TYPES and value_sz is None and "value_size" not in f:
+            m.value_size = 4    # as libbpf: the value of a map of maps is an fd (u32)
+        if mtype in O.MAP_IN_MAP_TYPES and m.value_size != 4:
+            raise self.err(f"map '{name}': value size {m.value_size} of a map of maps must "
+                           "be 4")
         return m, values_off
 
     def _data_maps(self) -> None:
@@ -603,11 +608,10 @@ class _Loader:
             if m.type not in O.MAP_IN_MAP_TYPES:
                 raise self.err(f"inner map for '{name}': map '{name}' is "
                                f"{m.type_name}, not a map of maps")
-            m.inner = _template(tmpl, name)
+            m.inner = inner_template(tmpl, name)
+        # (a map of maps without a template may get one from maps.json: compiler/mapsjson.py
+        # prepare; compiler/select.py refuses to run one that has none)
         for m in self.maps:
-            if m.type in O.MAP_IN_MAP_TYPES and m.inner is None:
-                raise self.err(f"map '{m.name}': {m.type_name} without an inner map "
-                               "definition; declare __array(values, ...) or supply one")
             for idx in m.init_slots:
                 if not 0 <= idx < m.max_entries:
                     raise self.err(f"map '{m.name}': initial slot {idx} beyond max_entries "
@@ -698,6 +702,7 @@ class _Loader:
         helpers: set[int] = set()
         maps_used: list[str] = []
         symbols: dict[int, str] = {0: entry.name}
+        kfuncs: dict[int, str] = {}
 
         def place(f: _Func) -> int:
             nonlocal total
@@ -725,7 +730,11 @@ class _Loader:
                 rel = rels.get(slot)
                 where = f"section {sec.name}: instruction {slot}"
                 if op == OP_CALL:
-                    if src == BPF_PSEUDO_CALL:
+                    if src in (BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL) and self._kfunc(
+                            src, rel, imm):
+                        # a call to an extern function (__ksym): a kfunc, as libbpf takes it
+                        kfuncs[base + pc] = self._kfunc(src, rel, imm)
+                    elif src == BPF_PSEUDO_CALL:
                         if rel is not None:
                             sym = self.syms[rel[1]]
                             if sym.shndx >= len(self.secs) or not self.secs[sym.shndx].is_code:
@@ -745,8 +754,6 @@ class _Loader:
                             raise self.err(f"{where}: unknown helper id {imm} "
                                            f"(program '{entry.name}')")
                         helpers.add(imm)
-                    elif src == BPF_PSEUDO_KFUNC_CALL:
-                        raise self.err(f"{where}: kfunc calls are not supported")
                     else:
                         raise self.err(f"{where}: call with invalid src_reg {src}")
                 elif op == OP_LDDW:
@@ -759,7 +766,17 @@ class _Loader:
                 pc += 1
             out += code
         return O.Program(entry.name, self.secs[entry.sec].name, bytes(out), entry.n,
-                         sorted(helpers), maps_used, symbols=symbols)
+                         sorted(helpers), maps_used, symbols=symbols, kfuncs=kfuncs)
+
+    def _kfunc(self, src: int, rel, imm: int) -> str | None:
+        """The name of the kfunc a call names (its undefined symbol; a src_reg
+        BPF_PSEUDO_KFUNC_CALL without one: its BTF id), or None for a bpf-to-bpf call."""
+        if rel is not None:
+            sym = self.syms[rel[1]]
+            if sym.shndx == SHN_UNDEF:
+                return sym.name or f"#{rel[1]}"
+        # (imm of a resolved kfunc call is a kernel BTF id, not one of this object)
+        return f"with kernel BTF id {imm}" if src == BPF_PSEUDO_KFUNC_CALL else None
 
     def _reloc_lddw(self, code: bytearray, pc: int, base: int, symi: int, where: str,
                     maps_used: list[str], place) -> None:
@@ -812,7 +829,7 @@ class _Loader:
             maps_used.append(mname)
 
 
-def _template(m: O.MapDef, outer: str) -> O.MapDef:
+def inner_template(m: O.MapDef, outer: str) -> O.MapDef:
     """A copy of a map definition as the inner map template of `outer`."""
     t = copy.deepcopy(m)
     t.name = outer + ".inner"

@@ -127,9 +127,9 @@ def resolve_lddw(img: Image, ins: isa.Insn, pc: int) -> int:
 
 
 # ---------------------------------------------------------------------------- hardware layout
-HW_HASH = {1, 5, 9, 10}
+HW_HASH = {1, 5, 9, 10, 13}         # (HASH_OF_MAPS: a hash table of inner map handles)
 HW_LPM = 11
-HW_SLOT_TYPES = {3, 12, 14}          # PROG_ARRAY, ARRAY_OF_MAPS, DEVMAP
+HW_SLOT_TYPES = {3, 12, 13, 14}      # PROG_ARRAY, ARRAY_OF_MAPS, HASH_OF_MAPS, DEVMAP
 HW_TYPES = {2, 6} | HW_HASH | {HW_LPM} | HW_SLOT_TYPES
 
 

@@ -5,13 +5,40 @@ keys and values as raw in-memory bytes in hex. A per-CPU map's "value" is replic
 CPU (or give "values": [HEX, ...], one per CPU). For PROG_ARRAY the value may be a program
 name (``{"key": "00000000", "prog": "stage1"}``), for map-in-map an inner map name
 (``"map": "inner_a"``).
+
+A name the object does not have, given an object instead of a list, defines a map of its
+own: the inner map of a map of maps that the object leaves to its loader (an outer map
+without ``__array(values, ...)``)::
+
+    "inner_a": {"type": "hash", "key_size": 4, "value_size": 8, "max_entries": 16,
+                "map_flags": 0, "entries": [{"key": "01000000", "value": "..."}]}
+
+(``type`` a name as ``prog show`` prints it, or the uapi number). :func:`prepare` adds these
+maps to the object, makes the first one an outer map's slots name its inner map template
+(what the kernel takes as ``inner_map_fd``), and sets the initial bytes of ``.rodata*`` maps,
+which every target freezes after load: those must be set before it.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from bpfpga.errors import LoadError
+from bpfpga.obj import MAP_IN_MAP_TYPES, MAP_TYPE_NAMES, SUPPORTED_MAP_TYPES, BpfObject, \
+    MapDef, is_frozen
+
+USER_SECTION = "maps.json"      # MapDef.section of the maps a maps.json defines
+DEF_KEYS = ("type", "key_size", "value_size", "max_entries", "map_flags", "entries")
+
+
+@dataclass
+class MapsFile:
+    path: str
+    entries: dict      # map name -> [(key, value)], the defined maps' entries too
+    defs: dict         # map name -> MapDef, the maps it defines
 
 
 def _hex(s, where):
@@ -22,6 +49,11 @@ def _hex(s, where):
 
 
 def load(path: str | Path) -> dict[str, list[tuple[bytes, object]]]:
+    """The entries of a maps.json, by map name."""
+    return read(path).entries
+
+
+def read(path: str | Path) -> MapsFile:
     p = Path(path)
     try:
         data = json.loads(p.read_text())
@@ -32,25 +64,91 @@ def load(path: str | Path) -> dict[str, list[tuple[bytes, object]]]:
     if not isinstance(data, dict):
         raise LoadError(f"{p}: expected an object mapping map names to entry lists")
     out: dict[str, list] = {}
+    defs: dict[str, MapDef] = {}
     for name, entries in data.items():
+        if isinstance(entries, dict):
+            defs[name] = _definition(p, name, entries)
+            entries = entries.get("entries", [])
         if not isinstance(entries, list):
             raise LoadError(f"{p}: map '{name}': expected a list of entries")
-        lst = []
-        for i, e in enumerate(entries):
-            where = f"{p}: map '{name}' entry {i}"
-            if not isinstance(e, dict) or "key" not in e:
-                raise LoadError(f"{where}: expected {{\"key\": HEX, \"value\": HEX}}")
-            key = _hex(e["key"], where)
-            if "value" in e:
-                val = _hex(e["value"], where)
-            elif "values" in e:
-                val = [_hex(v, where) for v in e["values"]]
-            elif "prog" in e:
-                val = ("prog", str(e["prog"]))
-            elif "map" in e:
-                val = ("map", str(e["map"]))
-            else:
-                raise LoadError(f"{where}: no value")
-            lst.append((key, val))
-        out[name] = lst
-    return out
+        out[name] = [_entry(p, name, i, e) for i, e in enumerate(entries)]
+    return MapsFile(str(p), out, defs)
+
+
+def _definition(p: Path, name: str, d: dict) -> MapDef:
+    where = f"{p}: map '{name}'"
+    bad = [k for k in d if k not in DEF_KEYS]
+    if bad:
+        raise LoadError(f"{where}: unknown field '{bad[0]}' (fields: {', '.join(DEF_KEYS)})")
+    by_name = {v: k for k, v in MAP_TYPE_NAMES.items()}
+    t = d.get("type")
+    mtype = by_name.get(t) if isinstance(t, str) else t
+    if not isinstance(mtype, int) or isinstance(mtype, bool):
+        raise LoadError(f"{where}: 'type' must be a map type name (e.g. \"hash\") or number, "
+                        f"not {t!r}")
+    if mtype not in SUPPORTED_MAP_TYPES or mtype in MAP_IN_MAP_TYPES:
+        raise LoadError(f"{where}: a maps.json map cannot be of type "
+                        f"{MAP_TYPE_NAMES.get(mtype, mtype)}")
+    vals = []
+    for k in ("key_size", "value_size", "max_entries", "map_flags"):
+        v = d.get(k, 0)
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 0xFFFFFFFF or (
+                v == 0 and k != "map_flags"):
+            raise LoadError(f"{where}: '{k}' must be an integer 1..{0xFFFFFFFF}"
+                            + (" (or 0)" if k == "map_flags" else "") + f", not {v!r}")
+        vals.append(v)
+    return MapDef(name, mtype, *vals, section=USER_SECTION)
+
+
+def _entry(p: Path, name: str, i: int, e) -> tuple[bytes, object]:
+    where = f"{p}: map '{name}' entry {i}"
+    if not isinstance(e, dict) or "key" not in e:
+        raise LoadError(f"{where}: expected {{\"key\": HEX, \"value\": HEX}}")
+    key = _hex(e["key"], where)
+    if "value" in e:
+        val = _hex(e["value"], where)
+    elif "values" in e:
+        val = [_hex(v, where) for v in e["values"]]
+    elif "prog" in e:
+        val = ("prog", str(e["prog"]))
+    elif "map" in e:
+        val = ("map", str(e["map"]))
+    else:
+        raise LoadError(f"{where}: no value")
+    return key, val
+
+
+def prepare(obj: BpfObject, mf: MapsFile) -> BpfObject:
+    """The object with what a maps.json sets before load: its own maps appended (after the
+    object's, so map references keep their indices), inner map templates for maps of maps
+    that have none (the first map maps.json defines among the outer map's entries), the
+    initial bytes of `.rodata*` maps."""
+    names = {m.name for m in obj.maps}
+    maps = [copy.copy(m) for m in obj.maps]
+    for name, md in mf.defs.items():
+        if name in names:
+            raise LoadError(f"{mf.path}: map '{name}': the object defines it already; give "
+                            f"its entries as a list")
+        maps.append(md)
+    from bpfpga.compiler.elf import inner_template
+    for m in maps:
+        if m.type in MAP_IN_MAP_TYPES and m.inner is None:
+            first = next((v[1] for _, v in mf.entries.get(m.name, ())
+                          if isinstance(v, tuple) and v[0] == "map" and v[1] in mf.defs), None)
+            if first is not None:
+                m.inner = inner_template(mf.defs[first], m.name)
+        if is_frozen(m) and m.name in mf.entries:
+            m.data = frozen_bytes(mf.path, m, mf.entries[m.name])
+    return dataclasses.replace(obj, maps=maps)
+
+
+def frozen_bytes(path: str, md: MapDef, entries: list) -> bytes:
+    """The bytes a maps.json gives a `.rodata*` map (one entry, key 0, the whole value)."""
+    if len(entries) != 1 or entries[0][0] != bytes(4) or not isinstance(entries[0][1], bytes):
+        raise LoadError(f"{path}: map '{md.name}' is read-only data: give one entry, key "
+                        f"00000000, with its {md.value_size} bytes")
+    val = entries[0][1]
+    if len(val) != md.value_size:
+        raise LoadError(f"{path}: map '{md.name}': value of {len(val)} bytes, the section has "
+                        f"{md.value_size}")
+    return val

@@ -25,7 +25,9 @@ from bpfpga.hdl.maps_hw import hdl_hash_final
 from bpfpga.obj import (BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_DEVMAP,
                         BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_LRU_HASH,
                         BPF_MAP_TYPE_LRU_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY,
-                        BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PROG_ARRAY)
+                        BPF_MAP_TYPE_HASH_OF_MAPS, BPF_MAP_TYPE_PERCPU_HASH,
+                        BPF_MAP_TYPE_PROG_ARRAY, BPF_F_BROADCAST, REDIRECT_ACTION_MASK,
+                        REDIRECT_MAP_FLAGS)
 
 M64 = (1 << 64) - 1
 EINVAL, ENOENT, E2BIG, EEXIST, EACCES = 22, 2, 7, 17, 13
@@ -109,6 +111,9 @@ class HelperUnit(wiring.Component):
         tail, rmap = H_TAIL_CALL in hs, H_REDIRECT_MAP in hs
         arrays = [t for t in (BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY) if t in ts]
         hashes = [t for t in HASH_TYPES if t in ts] if mapops else []
+        # HASH_OF_MAPS: a hash probe whose found value is an inner map handle (lookup only)
+        hom = lookup and BPF_MAP_TYPE_HASH_OF_MAPS in ts
+        probed = hashes + ([BPF_MAP_TYPE_HASH_OF_MAPS] if hom else [])
         lru_hash = any(t in hashes for t in (BPF_MAP_TYPE_LRU_HASH,
                                              BPF_MAP_TYPE_LRU_PERCPU_HASH))
         percpu_hash = any(t in hashes for t in (BPF_MAP_TYPE_PERCPU_HASH,
@@ -509,9 +514,19 @@ class HelperUnit(wiring.Component):
                                     m.next = "TC1"
                         if rmap:
                             with m.Case(H_REDIRECT_MAP):
-                                with m.If((a3 & ~Const(3 | 8 | 16, 64)) != 0):
+                                # as the kernel's __bpf_xdp_redirect_map: other flags
+                                # abort; BROADCAST redirects whether the key exists or not
+                                # (to no single port: redirect 0, the host ring)
+                                devmap = dtype == BPF_MAP_TYPE_DEVMAP
+                                dev_ok = Const(REDIRECT_ACTION_MASK | REDIRECT_MAP_FLAGS[
+                                    BPF_MAP_TYPE_DEVMAP], 64)
+                                with m.If((a3 & ~Mux(devmap, dev_ok, REDIRECT_ACTION_MASK))
+                                          != 0):
                                     finish(0)
-                                with m.Elif((dtype != BPF_MAP_TYPE_DEVMAP) | ~below_maxe(a2)):
+                                with m.Elif(devmap & a3[BPF_F_BROADCAST.bit_length() - 1]):
+                                    m.d.sync += self.redirect.eq(0)
+                                    finish(4)
+                                with m.Elif(~devmap | ~below_maxe(a2)):
                                     finish(a3[0:2])
                                 with m.Else():
                                     m.d.sync += s.eq(a2[0:32])
@@ -609,6 +624,12 @@ class HelperUnit(wiring.Component):
                                     finish(0)
                                 with m.Else():
                                     finish(_neg(EINVAL))
+                        if hom:
+                            with m.Case(BPF_MAP_TYPE_HASH_OF_MAPS):
+                                with m.If(op != H_LOOKUP):
+                                    finish(_neg(EINVAL))
+                                with m.Else():
+                                    m.next = "P_ST"
                         if hashes:
                             with m.Case(*hashes):
                                 with m.If((op == H_UPDATE) & (((a4 & ~Const(7, 64)) != 0)
@@ -626,7 +647,7 @@ class HelperUnit(wiring.Component):
                         with m.Default():
                             fault(traps.TRAP_HELPER_FAULT)
 
-            if lookup and BPF_MAP_TYPE_ARRAY_OF_MAPS in ts:
+            if lookup and (BPF_MAP_TYPE_ARRAY_OF_MAPS in ts or hom):
                 with m.State("AOM"):
                     with m.If(access(value_addr(0), 3)):
                         finish(bus.rdata[0:32], bus.rdata[32:64])
@@ -637,7 +658,7 @@ class HelperUnit(wiring.Component):
                         finish(Mux(bus.rdata[0:8] == C.SLOT_VALID, va0, 0))
 
             # --------------------------------------------------------- hash probe
-            if hashes:
+            if probed:
                 with m.State("P_ST"):
                     with m.If(access(sa, 0)):
                         v = bus.rdata[0:8]
@@ -675,15 +696,22 @@ class HelperUnit(wiring.Component):
                     lru = (dtype == BPF_MAP_TYPE_LRU_HASH) | (dtype == BPF_MAP_TYPE_LRU_PERCPU_HASH)
                     with m.Switch(op):
                         with m.Case(H_LOOKUP):
-                            finish(Mux(found, value_addr(), 0))
-                        if delete:
+                            if hom:
+                                # the found slot's value is the inner map's handle
+                                with m.If(found & (dtype == BPF_MAP_TYPE_HASH_OF_MAPS)):
+                                    m.next = "AOM"
+                                with m.Else():
+                                    finish(Mux(found, value_addr(), 0))
+                            else:
+                                finish(Mux(found, value_addr(), 0))
+                        if delete and hashes:
                             with m.Case(H_DELETE):
                                 with m.If(found):
                                     set_res(0)
                                     m.next = "DEL_ST"
                                 with m.Else():
                                     finish(_neg(ENOENT))
-                        if update:
+                        if update and hashes:
                             with m.Case(H_UPDATE):
                                 with m.If(found & (a4[0:2] == 1)):
                                     finish(_neg(EEXIST))

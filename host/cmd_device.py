@@ -170,8 +170,14 @@ def register(group: click.Group) -> None:
                                   f"{', '.join(p.section for p in o.programs)})")
         entries = None
         if maps_json:
-            from bpfpga.compiler.mapsjson import load as load_maps
-            entries = load_maps(maps_json)
+            # maps.json's own maps and .rodata bytes go into the object before load
+            from bpfpga.compiler import mapsjson
+            from bpfpga.obj import is_frozen
+            mf = mapsjson.read(maps_json)
+            o = mapsjson.prepare(o, mf)
+            names = {m.name: m for m in o.maps}
+            entries = {n: lst for n, lst in mf.entries.items()
+                       if n not in names or not is_frozen(names[n])}
         dev = open_device(device, timeout)
         try:
             t0 = time.time()

@@ -13,7 +13,7 @@ import click
 
 from bpfpga.errors import LoadError
 from bpfpga.helpers import HELPER_NAMES, helper_name
-from bpfpga.obj import BpfObject, MapDef, Program
+from bpfpga.obj import BpfObject, MapDef, Program, xdp_attach
 
 
 def parse_map_sizes(values: tuple[str, ...]) -> dict[str, int]:
@@ -31,10 +31,6 @@ def parse_map_sizes(values: tuple[str, ...]) -> dict[str, int]:
     return out
 
 
-def _prog_type(section: str) -> str:
-    return "xdp" if section == "xdp" or section.startswith(("xdp/", "xdp.")) else "unspec"
-
-
 def map_json(m: MapDef) -> dict:
     d = {"name": m.name, "type": m.type_name, "flags": m.map_flags, "bytes_key": m.key_size,
          "bytes_value": m.value_size, "max_entries": m.max_entries, "section": m.section}
@@ -50,10 +46,13 @@ def map_json(m: MapDef) -> dict:
 
 
 def prog_json(p: Program) -> dict:
-    return {"name": p.name, "type": _prog_type(p.section), "section": p.section,
+    d = {"name": p.name, "type": p.prog_type, "section": p.section,
             "insns": p.n_insns, "bytes_xlated": len(p.insns), "entry_insns": p.entry_len,
             "subprogs": [n for off, n in sorted(p.symbols.items()) if off],
             "helpers": [helper_name(h) for h in p.helpers], "maps": list(p.maps_used)}
+    if p.is_xdp:
+        d["attach"] = xdp_attach(p.section)
+    return d
 
 
 def object_json(o: BpfObject) -> dict:
@@ -62,6 +61,7 @@ def object_json(o: BpfObject) -> dict:
                                             "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL"),
             "btf": o.btf is not None,
             "programs": [prog_json(p) for p in o.programs],
+            "default_program": o.xdp_programs[0].name if o.xdp_programs else None,
             "maps": [map_json(m) for m in o.maps]}
 
 
@@ -76,17 +76,22 @@ def print_object(o: BpfObject) -> None:
     con = Console()
     pt = Table(title=f"{o.path}: {len(o.programs)} program(s)"
                + (f", license {o.license}" if o.license else ""), title_justify="left")
-    for c in ("#", "name", "section", "insns", "subprogs", "helpers", "maps"):
+    for c in ("#", "name", "type", "section", "insns", "subprogs", "helpers", "maps"):
         pt.add_column(c, justify="right" if c in ("#", "insns") else "left",
                       no_wrap=c in ("#", "insns", "section"))
+    default = o.xdp_programs[0] if o.xdp_programs else None
     for i, p in enumerate(o.programs):
         sub = ", ".join(n for off, n in sorted(p.symbols.items()) if off)
-        pt.add_row(str(i), p.name + ("*" if i == 0 else ""), p.section,
+        kind = p.prog_type + ("" if xdp_attach(p.section) in (None, "xdp")
+                              else f" ({xdp_attach(p.section)})")
+        pt.add_row(str(i), p.name + ("*" if p is default else ""), kind, p.section,
                    str(p.n_insns), sub, ", ".join(HELPER_NAMES.get(h, str(h))
                                                   for h in p.helpers),
                    ", ".join(p.maps_used))
     con.print(pt)
-    con.print("* the default program; insns counts 8-byte slots (lddw takes two)")
+    con.print("* the default program (the first XDP program; programs of other types are "
+              "never run); insns counts 8-byte slots (lddw takes two)" if default else
+              "no XDP program: nothing to run; insns counts 8-byte slots (lddw takes two)")
     if not o.maps:
         con.print("no maps")
         return

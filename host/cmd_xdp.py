@@ -28,9 +28,19 @@ def _map_sizes(items) -> dict[str, int]:
     return out
 
 
-def load(obj_path, map_size=()):
+def load(obj_path, map_size=(), maps_json=None):
+    """The object as targets run it: what maps.json sets before load, the XDP programs and
+    their maps (a note on stderr names the maps left out)."""
+    from bpfpga.compiler import mapsjson
     from bpfpga.compiler.elf import load_object
-    return load_object(obj_path, map_sizes=_map_sizes(map_size) or None)
+    from bpfpga.compiler.select import left_out_note, xdp_view
+    o = load_object(obj_path, map_sizes=_map_sizes(map_size) or None)
+    if maps_json:
+        o = mapsjson.prepare(o, mapsjson.read(maps_json))
+    o = xdp_view(o)
+    if note := left_out_note(o):
+        click.echo(f"note: {note}", err=True)
+    return o
 
 
 def vname(v: int) -> str:
@@ -70,7 +80,7 @@ def _open(target, obj, prog, maps_json):
 def run_cmd(obj, prog, maps_json, map_size, target, pcap_in, out, as_json, quiet, no_timing):
     """Run the packets of a pcap through an XDP object on a target."""
     from bpfpga.sim import pcap
-    o = load(obj, map_size)
+    o = load(obj, map_size, maps_json)
     packets = pcap.read(pcap_in)
     rows = []
     outs = []
@@ -453,7 +463,7 @@ def diff_cmd(obj, prog, maps_json, map_size, targets, pcap_in, max_packets, no_t
     names = [t.strip() for t in targets.split(",") if t.strip()]
     if len(names) < 2:
         raise BpfpgaError("--targets needs at least two targets")
-    o = load(obj, map_size)
+    o = load(obj, map_size, maps_json)
     packets = pcap.read(pcap_in)
     if max_packets is not None:
         packets = packets[:max_packets]

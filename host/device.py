@@ -553,6 +553,8 @@ class DeviceMap:
     def update(self, key: bytes, value, flags: int = 0) -> None:
         key = self._key(key)
         name = self.md.name
+        if self.md.type == 13 and isinstance(value, int):
+            value = value.to_bytes(4, "little")     # HASH_OF_MAPS: an inner map handle
         if self.is_hash:
             if flags & ~7 or flags & 3 == 3:
                 raise MapError(EINVAL, f"map '{name}': bad flags {flags}")
@@ -900,12 +902,14 @@ class Loaded:
         from bpfpga.compiler.link import hw_layout
         from bpfpga.errors import LoadError
         from bpfpga.sim.rtl_xdp import link_image
-        self.dev, self.obj = dev, obj
+        from bpfpga.compiler.select import xdp_view
+        from bpfpga.compiler.check import check_readonly
+        self.dev, self.obj = dev, obj = xdp_view(obj)
         try:
             self.entry = obj.program(prog)
         except (KeyError, IndexError):
-            names = ", ".join(p.name for p in obj.programs) or "none"
-            raise LoadError(f"{obj.path}: no program '{prog}' (programs: {names})") from None
+            raise LoadError(f"{obj.path}: {obj.program_choices(prog)}") from None
+        check_readonly(obj, self.entry)
         self.image, self.map_len = hw_layout(obj, dev.cores, meta_offset(dev))
         self.code, self.prog_no, self.spans = link_image(obj, self.entry, self.image)
         self.maps = {r.md.name: DeviceMap(dev, r, dev.cores) for r in self.image.regions}
@@ -969,7 +973,9 @@ def install(dev: Device, obj, prog: str | None = None, entries: dict | None = No
     import os
     from bpfpga import memmap
     from bpfpga.errors import LoadError
-    from bpfpga.obj import BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_PROG_ARRAY
+    from bpfpga.obj import MAP_IN_MAP_TYPES, BPF_MAP_TYPE_PROG_ARRAY
+    from bpfpga.compiler.select import xdp_view
+    obj = xdp_view(obj)
     check_capabilities(dev, obj)
     names = {m.name: m for m in obj.maps}
     for name in (entries or {}):
@@ -1003,7 +1009,7 @@ def install(dev: Device, obj, prog: str | None = None, entries: dict | None = No
             key = int(idx).to_bytes(4, "little")
             if md.type == BPF_MAP_TYPE_PROG_ARRAY:
                 verified_update(dm, key, ld.prog_no[target] + 1)
-            elif md.type == BPF_MAP_TYPE_ARRAY_OF_MAPS:
+            elif md.type in MAP_IN_MAP_TYPES:
                 verified_update(dm, key, ld.image.region(target).handle)
     for name, lst in (entries or {}).items():
         dm = ld.maps[name]

@@ -248,7 +248,8 @@ class KernelTarget(Target):
 
     def __init__(self, obj: BpfObject, prog: str | None = None):
         require_kernel()
-        self.obj = obj
+        from bpfpga.compiler.select import xdp_view
+        self.obj = obj = xdp_view(obj)
         self.maps: dict[str, tuple[int, MapDef]] = {}
         self.progs: dict[str, int] = {}
         self._fds: list[int] = []
@@ -257,8 +258,7 @@ class KernelTarget(Target):
         try:
             self.entry = obj.program(prog)
         except (KeyError, IndexError):
-            names = ", ".join(p.name for p in obj.programs) or "none"
-            raise TargetError(f"{obj.path}: no program '{prog}' (programs: {names})") from None
+            raise TargetError(f"{obj.path}: {obj.program_choices(prog)}") from None
         try:
             self._create_maps()
             self.prog_fd = self._load(self.entry.name)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from bpfpga.errors import BpfpgaError, TargetError
 from bpfpga.obj import (BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_HASH_OF_MAPS,
-                        BPF_MAP_TYPE_PROG_ARRAY, BpfObject)
+                        BPF_MAP_TYPE_PROG_ARRAY, BpfObject, is_frozen)
+from bpfpga.compiler.mapsjson import frozen_bytes
 from bpfpga.target import Target
 
 TARGETS = ("ref", "rtl", "kernel")
@@ -42,6 +43,14 @@ def _apply_maps(target: Target, obj: BpfObject, entries: dict) -> int:
         if md is None:
             raise BpfpgaError(f"maps.json names map '{name}', which the object does not have "
                               f"(maps: {', '.join(names)})")
+        if is_frozen(md):
+            # set before load (compiler/mapsjson.py prepare) and frozen since, as libbpf
+            if frozen_bytes(name, md, lst) != bytes(md.data or b""):
+                raise BpfpgaError(f"map '{name}' is read-only data, frozen after load: its "
+                                  f"maps.json bytes must be in the object before (mapsjson."
+                                  f"prepare)")
+            n += 1
+            continue
         for key, val in lst:
             if isinstance(val, tuple):
                 kind, what = val

@@ -14,7 +14,8 @@ from bpfpga.obj import (BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_
                         BPF_MAP_TYPE_DEVMAP_HASH, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_HASH_OF_MAPS,
                         BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_LRU_HASH,
                         BPF_MAP_TYPE_LRU_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY,
-                        BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PROG_ARRAY)
+                        BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PROG_ARRAY,
+                        SUPPORTED_MAP_TYPES)
 
 EPERM, ENOENT, E2BIG, EEXIST, EINVAL, ENOSPC = 1, 2, 7, 17, 22, 28
 BPF_ANY, BPF_NOEXIST, BPF_EXIST, BPF_F_LOCK = 0, 1, 2, 4
@@ -370,6 +371,8 @@ MAP_CLASSES = {
     BPF_MAP_TYPE_HASH_OF_MAPS: SlotMap, BPF_MAP_TYPE_DEVMAP: SlotMap,
     BPF_MAP_TYPE_DEVMAP_HASH: SlotMap,
 }
+
+assert set(MAP_CLASSES) == SUPPORTED_MAP_TYPES
 
 
 def make_map(region, mem: bytearray, ncpus: int) -> BaseMap:

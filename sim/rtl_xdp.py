@@ -14,7 +14,7 @@ import struct
 
 from bpfpga import isa, memmap
 from bpfpga.errors import LoadError, TargetError
-from bpfpga.obj import BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_PROG_ARRAY, BpfObject
+from bpfpga.obj import MAP_IN_MAP_TYPES, BPF_MAP_TYPE_PROG_ARRAY, BpfObject, refuse_frozen_write
 from bpfpga.target import Target, XdpContext, XdpResult
 
 M32 = 0xFFFF_FFFF
@@ -84,12 +84,14 @@ class XdpRtl(Target):
         from bpfpga.compiler.link import hw_descriptor, hw_layout
         from bpfpga.hdl import control as C
         from bpfpga.host.device import Device, DeviceMap, check_capabilities
-        self.obj = obj
+        from bpfpga.compiler.select import xdp_view
+        from bpfpga.compiler.check import check_readonly
+        self.obj = obj = xdp_view(obj)
         try:
             self.entry = obj.program(prog)
         except (KeyError, IndexError):
-            names = ", ".join(p.name for p in obj.programs) or "none"
-            raise LoadError(f"{obj.path}: no program '{prog}' (programs: {names})") from None
+            raise LoadError(f"{obj.path}: {obj.program_choices(prog)}") from None
+        check_readonly(obj, self.entry)
         self.sim = None
         if url is None:
             from bpfpga.sim.rtl_xdp_build import Simulation
@@ -116,7 +118,7 @@ class XdpRtl(Target):
                     key = int(idx).to_bytes(4, "little")
                     if md.type == BPF_MAP_TYPE_PROG_ARRAY:
                         self.set_prog_slot(md.name, int(idx), target)
-                    elif md.type == BPF_MAP_TYPE_ARRAY_OF_MAPS:
+                    elif md.type in MAP_IN_MAP_TYPES:
                         self.set_inner_map(md.name, key, target)
             dev.load_program(code)
             self.traces = any(6 in p.helpers for p in obj.programs)   # trace_printk
@@ -161,6 +163,8 @@ class XdpRtl(Target):
     def set_prog_slot(self, name: str, idx: int, prog: str) -> None:
         if prog not in self.prog_no:
             raise TargetError(f"map '{name}': no program '{prog}'")
+        from bpfpga.compiler.check import check_readonly
+        check_readonly(self.obj, progs=[self.obj.program(prog)])
         self._paused(lambda: self._map(name).update(idx.to_bytes(4, "little"),
                                                     self.prog_no[prog] + 1))
 
@@ -172,6 +176,7 @@ class XdpRtl(Target):
         return self._paused(lambda: self._map(name).lookup(key))
 
     def map_update(self, name, key, value, flags=0):
+        refuse_frozen_write(self._map(name).md)
         if isinstance(value, tuple) and value and value[0] == "prog":
             return self.set_prog_slot(name, int.from_bytes(key[:4], "little"), value[1])
         if isinstance(value, tuple) and value and value[0] == "map":

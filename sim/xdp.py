@@ -15,7 +15,8 @@ from bpfpga.errors import Fault, LoadError, TargetError
 from bpfpga.hostinfo import possible_cpus
 from bpfpga.obj import (BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_DEVMAP,
                         BPF_MAP_TYPE_DEVMAP_HASH, BPF_MAP_TYPE_HASH_OF_MAPS,
-                        BPF_MAP_TYPE_PROG_ARRAY, BpfObject)
+                        BPF_MAP_TYPE_PROG_ARRAY, BPF_F_BROADCAST, REDIRECT_ACTION_MASK,
+                        REDIRECT_MAP_FLAGS, BpfObject, refuse_frozen_write)
 from bpfpga.target import Target, XdpContext, XdpResult
 
 from . import maps as M
@@ -82,12 +83,13 @@ class XdpRef(Target):
                  clock_base: int = 1_000_000_000, seed: int = 0x2545F491,
                  clock_gap=None):
         from bpfpga.compiler.link import layout, resolve_lddw
-        self.obj = obj
+        from bpfpga.compiler.select import xdp_view
+        from bpfpga.compiler.check import check_readonly
+        self.obj = obj = xdp_view(obj)
         try:
             self.entry = obj.program(prog)
         except (KeyError, IndexError):
-            names = ", ".join(p.name for p in obj.programs) or "none"
-            raise LoadError(f"{obj.path}: no program '{prog}' (programs: {names})") from None
+            raise LoadError(f"{obj.path}: {obj.program_choices(prog)}") from None
         self.ncpus = ncpus or possible_cpus()
         self.cpu = cpu
         self.budget = budget
@@ -110,6 +112,7 @@ class XdpRef(Target):
         self.clock_gap = clock_gap if clock_gap is not None else 1000
         self.rng = (seed & 0xFFFFFFFF) or 1
         self.trace_lines: list[str] = []
+        check_readonly(obj, self.entry)
         self._init_maps()
         self._check_helpers(self.entry)
         self.machine(self.entry.name)
@@ -179,6 +182,7 @@ class XdpRef(Target):
 
     def map_update(self, name, key, value, flags=0):
         m = self._map(name)
+        refuse_frozen_write(m.md)
         if isinstance(m, M.SlotMap):
             value = self._slot_value(m, value)
         try:
@@ -198,7 +202,8 @@ class XdpRef(Target):
                 return ("dev", bytes(value))
             raise TargetError(f"map '{md.name}': slots take a program or map name")
         if kind == "prog":
-            self.obj.program(what)
+            from bpfpga.compiler.check import check_readonly
+            check_readonly(self.obj, progs=[self.obj.program(what)])
         elif kind == "map" and what not in self.by_name:
             raise TargetError(f"map '{md.name}': no inner map named '{what}'")
         return (kind, what)
@@ -376,18 +381,25 @@ class XdpRef(Target):
         return isa.XDP_REDIRECT
 
     def _h_redirect_map(self, m: Machine) -> int:
+        # the kernel's __bpf_xdp_redirect_map: flags beyond the low two bits (the verdict on
+        # a missing key) and the map type's own are XDP_ABORTED; with BPF_F_BROADCAST the
+        # verdict is REDIRECT whether the key exists or not (the frame goes to every device
+        # of the map, not to one: self.redirect is 0)
         mp = self._handle_map(m, m.r[1])
         flags = m.r[3]
-        if flags & ~(3 | 8 | 16):
+        if flags & ~(REDIRECT_ACTION_MASK | REDIRECT_MAP_FLAGS.get(mp.md.type, 0)):
             return isa.XDP_ABORTED
         key = (m.r[2] & 0xFFFFFFFF).to_bytes(4, "little")
         if mp.md.type in (BPF_MAP_TYPE_DEVMAP, BPF_MAP_TYPE_DEVMAP_HASH):
             v = mp.get(key[:mp.key_size].ljust(mp.key_size, b"\0"))
+            if flags & BPF_F_BROADCAST:
+                self.redirect = 0
+                return isa.XDP_REDIRECT
             if v is None:
-                return flags & 3
+                return flags & REDIRECT_ACTION_MASK
             self.redirect = int.from_bytes(v[1][:4], "little")
             return isa.XDP_REDIRECT
-        return flags & 3
+        return flags & REDIRECT_ACTION_MASK
 
     def _h_csum_diff(self, m: Machine) -> int:
         # Linux >= 6.12 (commit "bpf: Fix bpf_csum_diff's return value") folds the result

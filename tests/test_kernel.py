@@ -190,7 +190,7 @@ def test_verifier_rejection(kernel):
 
 
 def test_unknown_program(kernel):
-    with pytest.raises(TargetError, match="no program 'nope'"):
+    with pytest.raises(TargetError, match="no XDP program 'nope'"):
         K.KernelTarget(obj(ret(2)), "nope")
 
 
