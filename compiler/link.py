@@ -133,15 +133,21 @@ HW_SLOT_TYPES = {3, 12, 13, 14}      # PROG_ARRAY, ARRAY_OF_MAPS, HASH_OF_MAPS, 
 HW_TYPES = {2, 6} | HW_HASH | {HW_LPM} | HW_SLOT_TYPES
 
 
-def hw_layout(obj: BpfObject, ncpus: int, map_size: int) -> tuple[Image, int]:
+def hw_layout(obj: BpfObject, ncpus: int, map_size: int, map_base: int = 0,
+              first_map: int = 0) -> tuple[Image, int]:
     """The map layout of the hardware engine (hdl/xdp.py): values of every map first (the
-    program-visible window, whose length is returned with the image), then keys and metadata
-    (reachable by the helper units and the host only, so a stray program store cannot break a
-    hash table). Hash maps are open-addressing tables of a power-of-two slot count >=
-    max_entries, with a value and a key per slot; LPM tries keep their entries dense (slot <
-    count)."""
+    program-visible window, whose end, an offset into map memory, is returned with the image),
+    then keys and metadata (reachable by the helper units and the host only, so a stray
+    program store cannot break a hash table). Hash maps are open-addressing tables of a
+    power-of-two slot count >= max_entries, with a value and a key per slot; LPM tries keep
+    their entries dense (slot < count).
+
+    ``map_base`` (a multiple of 64) and ``first_map`` place the object in map memory and in the
+    descriptor table: the loader puts a new object beside the running one (host/device.py
+    ``install``), so its maps are written while the old program runs on its own. ``map_size``
+    is the end of the memory the object may use; ``Image.size`` counts from ``map_base``."""
     img = Image(obj, ncpus=ncpus)
-    addr = memmap.MAP_BASE
+    addr = memmap.MAP_BASE + map_base
     for md in obj.maps:
         if md.type not in HW_TYPES:
             raise LoadError(f"map '{md.name}': map type {md.type_name} is not supported by "
@@ -150,7 +156,8 @@ def hw_layout(obj: BpfObject, ncpus: int, map_size: int) -> tuple[Image, int]:
         slots = value_slots(md)
         if md.type in HW_HASH:
             slots = 1 << (slots - 1).bit_length()
-        r = Region(len(img.regions), md, addr, stride, slots, ncpus if md.percpu else 1)
+        r = Region(first_map + len(img.regions), md, addr, stride, slots,
+                   ncpus if md.percpu else 1)
         r.nslots = slots
         addr = (addr + stride * slots * r.cpus + 63) & ~63
         img.regions.append(r)
@@ -165,14 +172,64 @@ def hw_layout(obj: BpfObject, ncpus: int, map_size: int) -> tuple[Image, int]:
         if md.type in HW_HASH or md.type in (HW_LPM, 14):
             r.meta_base = addr
             addr = (addr + 8 + r.slots + 63) & ~63
-    img.size = addr - memmap.MAP_BASE
-    if img.size > map_size:
+    img.size = addr - memmap.MAP_BASE - map_base
+    if img.size + map_base > map_size:
         big = max(img.regions, key=lambda r: r.stride * r.slots * r.cpus + r.key_stride * r.slots)
         raise LoadError(f"the maps of {obj.path} need {img.size} bytes of map memory; the "
                         f"engine has {map_size}: shrink the largest, '{big.md.name}' "
                         f"({big.md.type_name}, {big.md.max_entries} entries), with "
                         f"--map-size {big.md.name}=ENTRIES")
     return img, map_len
+
+
+def _jmp(op: int, dst: int = 0, off: int = 0, imm: int = 0) -> isa.Insn:
+    return isa.make(isa.lookup(isa.BPF_JMP | op | isa.BPF_K), dst=dst, off=off, imm=imm)
+
+
+def link_image(obj: BpfObject, entry, img: Image) -> tuple[bytes, dict[str, int], list]:
+    """Every program of the object in one image for the engine (hdl/xdp.py): the trampoline
+    slot, the entry program, the others, the tail-call table. Map references (lddw src_reg 5
+    and 6) are resolved against ``img``. Returns (code, program number by name, spans
+    [(first slot, end, name)]).
+
+    Slot 0 is ``jne r2, 0, +L`` (r2 = 0 for a packet's first program: fall into the entry
+    program); a tail call enters at slot 0 with r2 = program number + 1 and the table at L
+    (``jeq r2, k + 1, entry_k`` for each program, then ``r0 = 0; exit``) jumps to it."""
+    progs = [entry] + [p for p in obj.programs if p is not entry]
+    spans = []
+    body: list[isa.Insn] = []
+    pos = 1
+    for p in progs:
+        insns = isa.decode(bytes(p.insns), strict=False)
+        pc = 0
+        for ins in insns:
+            if ins.slots == 2 and ins.src in (isa.BPF_PSEUDO_MAP_IDX,
+                                              isa.BPF_PSEUDO_MAP_IDX_VALUE):
+                try:
+                    v = resolve_lddw(img, ins, pc)
+                except LoadError as e:
+                    raise LoadError(f"{obj.path}: program '{p.name}': {e}") from None
+                ins = isa.Insn(ins.opcode, ins.dst, 0, ins.off, v, ins.spec)
+            body.append(ins)
+            pc += ins.slots
+        spans.append((pos, pos + pc, p.name))
+        pos += pc
+    table = pos
+    tab = [_jmp(isa.BPF_JEQ, dst=2, off=s - (table + k + 1), imm=k + 1)
+           for k, (s, _, _) in enumerate(spans)]
+    tab += [isa.make(isa.lookup(isa.BPF_ALU64 | isa.BPF_MOV | isa.BPF_K), dst=0, imm=0),
+            isa.make(isa.lookup(isa.BPF_JMP | isa.BPF_EXIT))]
+    code = isa.encode([_jmp(isa.BPF_JNE, dst=2, off=table - 1, imm=0)] + body + tab)
+    return code, {name: k for k, (_, _, name) in enumerate(spans)}, spans
+
+
+def program_pc(spans, pc: int) -> tuple[str | None, int]:
+    """A pc of the engine's image (link_image's spans: first slot, end, program name) as
+    (program, pc in that program); (None, pc) for a pc in the trampoline."""
+    for s, e, name in spans:
+        if s <= pc < e:
+            return name, pc - s
+    return None, pc
 
 
 def hw_descriptor(r: Region) -> list[int]:
