@@ -95,7 +95,7 @@ def main():
     from bpfpga.hdl import control as C
     from bpfpga.host.targets import apply_maps
     from bpfpga.sim import pcap
-    from bpfpga.sim.rtl_xdp import XdpRtl
+    from bpfpga.host.board import RtlTarget
     from bpfpga.sim.xdp import XdpRef
     fmax, fmax_source = clock(a.fmax, a.fmax_json)
     kernel = None
@@ -117,10 +117,10 @@ def main():
         ref = XdpRef(o)
         apply_maps(ref, o, maps)
         ins = [ref.run(p).insns for p in pk]
-        with XdpRtl(o) as t:
+        with RtlTarget(o) as t:
             apply_maps(t, o, maps)
             one = [t.run(p).cycles for p in pk]
-        with XdpRtl(o) as t:
+        with RtlTarget(o) as t:
             apply_maps(t, o, maps)
             dev = t.dev
             k0 = dev.reg(C.R_KTIME_LO) | dev.reg(C.R_KTIME_HI) << 32

@@ -5,6 +5,9 @@ loads every program the object needs (tail-call targets too), and then runs pack
 """
 from __future__ import annotations
 
+from bpfpga.errors import TargetError
+
+import contextlib
 from dataclasses import dataclass, field
 
 
@@ -29,9 +32,23 @@ class XdpContext:
 
 class Target:
     name = "?"
+    # True when run(packet, trace=list) appends the (program, pc) of every instruction run
+    traces_insns = False
 
     def run(self, packet: bytes, ctx: XdpContext | None = None) -> XdpResult:
         raise NotImplementedError
+
+    def run_batch(self, packets: list[bytes]) -> list:
+        """Results of many packets in order, a TargetError in the place of a packet the target
+        did not run; a target that streams packets (an engine through its rings) overrides
+        this."""
+        out: list = []
+        for p in packets:
+            try:
+                out.append(self.run(p))
+            except TargetError as e:
+                out.append(e)
+        return out
 
     def refuses(self, packet: bytes) -> str | None:
         """Why this target cannot run ``packet`` at all (its run() would raise TargetError
@@ -52,6 +69,22 @@ class Target:
 
     def map_dump(self, name: str) -> list[tuple[bytes, object]]:
         raise NotImplementedError
+
+    def set_prog_slot(self, name: str, idx: int, prog: str) -> None:
+        """Slot `idx` of a PROG_ARRAY holds program `prog` of the object."""
+        self.map_update(name, idx.to_bytes(4, "little"), ("prog", prog))
+
+    def set_inner_map(self, name: str, key: bytes, inner: str) -> None:
+        """The entry `key` of a map of maps holds the object's map `inner`."""
+        self.map_update(name, key, ("map", inner))
+
+    def batch(self):
+        """A context in which many map operations go together (an engine pauses once)."""
+        return contextlib.nullcontext()
+
+    def counters(self) -> list[int] | None:
+        """The hardware's counters (docs/registers.md), where the target has them."""
+        return None
 
     def close(self) -> None:
         pass

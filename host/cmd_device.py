@@ -114,11 +114,8 @@ def _stats_text(s: dict) -> str:
 
 
 def _paused(dev, fn):
-    dev.pause()
-    try:
+    with dev.paused():
         return fn()
-    finally:
-        dev.resume()
 
 
 def register(group: click.Group) -> None:
@@ -262,7 +259,7 @@ def register(group: click.Group) -> None:
     def map_update(dev, ld, as_json, name, key, value, flags):
         """Set KEY (hex) to VALUE (hex; for a program array a program name) in map NAME; the
         entry is read back before the engine resumes."""
-        from bpfpga.host.device import verified_update
+        from bpfpga.host.device import map_update_atomic
         m = ld.map(name)
         k = _hex(key, "key")
         if m.md.type == 3 and value in ld.prog_no:
@@ -270,7 +267,7 @@ def register(group: click.Group) -> None:
         else:
             v = _hex(value, "value")
         fl = {"any": 0, "noexist": 1, "exist": 2}[flags]
-        _paused(dev, lambda: verified_update(m, k, v, fl))
+        map_update_atomic(m, k, v, fl)
         _out(as_json, {"map": name, "key": k.hex(), "updated": True},
              f"map '{name}': key {k.hex()} updated")
 

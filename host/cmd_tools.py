@@ -134,7 +134,8 @@ def demo_cmd(ctx, target):
     if target is None:
         target = "ref"
         try:
-            import bpfpga.sim.rtl_xdp  # noqa: F401
+            import amaranth  # noqa: F401  (the hdl extra: the engine in Verilator)
+            import cocotb  # noqa: F401
             target = "rtl"
         except ImportError:
             pass

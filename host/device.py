@@ -18,6 +18,7 @@ runs a program while the host changes a map; packets wait in their buffers).
 """
 from __future__ import annotations
 
+import contextlib
 import struct
 import time
 
@@ -33,8 +34,11 @@ class Device:
     (Etherbone), or a ready Transport (``transport=``, e.g. a UartBridge over a FaultyPort)."""
 
     def __init__(self, url: str | None = None, base: int = 0, timeout: float = 60.0,
-                 transport=None, retries: int = 3):
+                 transport=None, retries: int = 3, reopen=None):
         from bpfpga.host.transport import open_transport
+        # a new transport after the link broke (reopen()): the URL's again, or `reopen()`
+        self._reopen = reopen or (None if transport is not None else
+                                  lambda: open_transport(url, timeout=timeout, retries=retries))
         if transport is None:
             if url is None:
                 raise TargetError("no device given (a URL or a transport)")
@@ -73,6 +77,23 @@ class Device:
 
     def close(self):
         self.t.close()
+
+    def reopen(self) -> bool:
+        """Open the link again (after a cut connection); False when this Device cannot."""
+        if self._reopen is None:
+            return False
+        try:
+            self.t.close()
+        except Exception:
+            pass
+        try:
+            t = self._reopen()
+        except TargetError:
+            return False
+        if hasattr(t, "canary"):
+            t.canary = getattr(self.t, "canary", None)
+        self.t = t
+        return True
 
     def _capabilities(self) -> tuple[frozenset[int], frozenset[int]]:
         """(helper ids, map types) the engine was built with: its capability registers
@@ -173,6 +194,33 @@ class Device:
 
     def resume(self) -> None:
         self.control(enable=True)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """The engine paused for the block (map operations of the host), enabled again after
+        it, also when the block or the pause itself fails and the link still works; when it
+        does not, the error says the engine may be left paused."""
+        try:
+            self.pause()
+            yield
+        except BaseException as e:
+            try:
+                try:
+                    self.resume()
+                except TargetError:
+                    # a cut connection: open it again to enable the engine (a link that
+                    # is down for good cannot)
+                    if not self.reopen():
+                        raise
+                    time.sleep(0.15)
+                    self.resume()
+            except TargetError:
+                if isinstance(e, TargetError):
+                    raise TargetError(f"{e}; the engine may be left paused (the link failed: "
+                                      f"`bpfpga stats` shows it, a load or map command "
+                                      f"enables it)") from None
+            raise
+        self.resume()
 
     def counters(self) -> list[int]:
         return self.read(C.COUNTERS, C.N_COUNTERS)
@@ -468,6 +516,16 @@ class DeviceMap:
         self.is_lpm = self.md.type == HW_LPM
         self.lru = self.md.type in (9, 10)
 
+    def empty_spans(self) -> list[tuple[int, int]]:
+        """(offset, bytes) of map memory that is zero in the empty map: the values of an
+        array or slot map, the count and slot states of a hash, LPM or DEVMAP."""
+        out = []
+        if not (self.is_hash or self.is_lpm):
+            out.append((self.off, self.r.stride * self.r.slots * self.r.cpus))
+        if self.moff:
+            out.append((self.moff, 8 + self.r.slots))
+        return out
+
     # ---- raw slots
     def _vaddr(self, slot: int, cpu: int = 0) -> int:
         return self.off + (cpu * self.r.slots + slot) * self.r.stride
@@ -721,52 +779,81 @@ class DeviceMap:
 
 # ---------------------------------------------------------------------------- loaded objects
 # What is loaded is recorded on the device itself, in the top META_BYTES of map memory (above
-# every map: the layout is linked into map_bytes - META_BYTES, and programs reach only the
-# value window below MAP_LEN): "BPFM", u32 length, u32 CRC-32, then JSON naming the object
-# (absolute path, SHA-256), its program and map sizes. Any host can then rebuild the map layout
-# from the object (compiler/link.py hw_layout is deterministic) and checks it against the
-# descriptors the device holds.
+# every map: objects are linked below map_bytes - META_BYTES, and programs reach only the
+# value window below MAP_LEN): two record slots of META_SLOT bytes, each "BPFM", u32 length,
+# u32 CRC-32, then JSON naming the object (absolute path, SHA-256), its program, map sizes,
+# where it was placed (map_base, map_end, first_map, nmaps), the CRC-32 of its image
+# (prog_crc) and a load number (seq). The live record is the one whose prog_crc is the
+# engine's PROG_CRC (the highest seq if both are): a load writes its record into the other
+# slot before its commit, so the commit itself switches program, maps and record at once. Any
+# host can then rebuild the map layout from the object (compiler/link.py hw_layout is
+# deterministic) and checks it against the descriptors the device holds.
 META_BYTES = 4096
+META_SLOT = 2048
 META_MAGIC = b"BPFM"
 
 
-def meta_offset(dev: Device) -> int:
-    return dev.map_bytes - META_BYTES
+def meta_offset(dev: Device, slot: int = 0) -> int:
+    """Where record slot `slot` lies; slot 0 is also the end of the memory maps may use."""
+    return dev.map_bytes - META_BYTES + slot * META_SLOT
 
 
-def read_meta(dev: Device) -> dict | None:
+def read_record(dev: Device, slot: int) -> dict | None:
     import json
     import zlib
-    off = meta_offset(dev)
+    off = meta_offset(dev, slot)
     head = dev.mem_read(off, 12)
     if head[:4] != META_MAGIC:
         return None
     n, crc = struct.unpack("<II", head[4:12])
-    if n > META_BYTES - 12:
+    if n > META_SLOT - 12:
         return None
     body = dev.mem_read(off + 12, n)
     if zlib.crc32(body) & 0xFFFFFFFF != crc:
         return None
     try:
-        return json.loads(body)
+        meta = json.loads(body)
     except ValueError:
         return None
+    return meta if isinstance(meta, dict) else None
 
 
-def write_meta(dev: Device, meta: dict | None, retries: int = 3) -> None:
+def live_record(dev: Device) -> tuple[int | None, dict | None]:
+    """(slot, record) of the object the engine runs: the record whose prog_crc is PROG_CRC
+    (each read until two reads agree); (None, None) when no record describes it."""
+    crc = _stable(lambda: dev.reg(C.R_PROG_CRC), url=dev.url)
+    best = (None, None)
+    for k in (0, 1):
+        m = _stable(lambda: read_record(dev, k), url=dev.url)
+        if m is not None and m.get("prog_crc") == crc and \
+                (best[1] is None or m.get("seq", 0) > best[1].get("seq", 0)):
+            best = (k, m)
+    return best
+
+
+def read_meta(dev: Device) -> dict | None:
+    """The live load record (live_record), or None."""
+    return live_record(dev)[1]
+
+
+def write_meta(dev: Device, slot: int, meta: dict | None, retries: int = 3) -> None:
+    """Write (and read back) record slot `slot`; None clears it."""
     import json
     import zlib
-    off = meta_offset(dev)
+    off = meta_offset(dev, slot)
     if meta is None:
-        dev.mem_write(off, bytes(12))
-        return
-    body = json.dumps(meta, sort_keys=True).encode()
-    if len(body) > META_BYTES - 12:
-        raise TargetError("load record too long for the device's metadata area")
-    blob = META_MAGIC + struct.pack("<II", len(body), zlib.crc32(body) & 0xFFFFFFFF) + body
+        blob = bytes(12)
+        want = None
+    else:
+        body = json.dumps(meta, sort_keys=True).encode()
+        if len(body) > META_SLOT - 12:
+            raise TargetError(f"load record too long for the device's metadata area "
+                              f"({len(body)} bytes, {META_SLOT - 12} at most)")
+        blob = META_MAGIC + struct.pack("<II", len(body), zlib.crc32(body) & 0xFFFFFFFF) + body
+        want = json.loads(body)
     for _ in range(retries):
         dev.mem_write(off, blob)
-        if _stable(lambda: read_meta(dev), url=dev.url) == json.loads(body):
+        if _stable(lambda: read_record(dev, slot), url=dev.url) == want:
             return
     raise TargetError(f"{dev.url}: could not record the loaded object on the device")
 
@@ -841,42 +928,103 @@ def verified_update(dm: DeviceMap, key: bytes, value, flags: int = 0,
                       f"tries (bad link?); the entry was not written")
 
 
-def _final_check(ld, entries: dict, rounds: int = 4) -> None:
-    """Before the commit: every map of `entries` read back whole (until two reads agree) must
-    hold exactly its entries: a later garbled write (or a read-modify-write of a neighbour's
-    state byte) can have spoiled an entry verified earlier or left one nobody wrote. Extra
-    hash slots are invalidated, other entries written again; else a TargetError."""
-    url = ld.dev.url
+def map_update_atomic(dm: DeviceMap, key: bytes, value, flags: int = 0) -> None:
+    """A map update from the host (`bpfpga map update`): under a pause of the engine
+    (Device.paused: enabled again on every path where the link works), the old entry read
+    first, then verified_update; when that fails, the old entry is put back (or the new key
+    deleted), so the map holds the new entry or exactly the old one."""
+    dev = dm.dev
+    key = bytes(key)
+    with dev.paused():
+        old = _stable(lambda: dm.lookup(key), url=dev.url)
+        try:
+            verified_update(dm, key, value, flags)
+        except MapError:
+            raise
+        except TargetError as e:
+            try:
+                if old is not None:
+                    verified_update(dm, key, old)
+                elif _stable(lambda: dm.lookup(key), url=dev.url) is not None:
+                    dm.delete(key)
+                    if _stable(lambda: dm.lookup(key), url=dev.url) is not None:
+                        raise TargetError("delete did not take")
+            except TargetError:
+                raise TargetError(f"{e}; the old entry could not be put back (the link "
+                                  f"failed): map '{dm.md.name}' may hold a partial entry") \
+                    from None
+            raise TargetError(f"{e}; map '{dm.md.name}' holds the old entry") from None
+
+
+def _want(ld, entries: dict) -> dict[str, list]:
+    """What each map of a load must hold, by name: global data, program-array and map-in-map
+    slots, then `entries` (maps.json), with program and map names resolved."""
+    from bpfpga.obj import MAP_IN_MAP_TYPES, BPF_MAP_TYPE_PROG_ARRAY
+    out: dict[str, dict] = {}
+    for r in ld.image.regions:
+        md = r.md
+        cur = out.setdefault(md.name, {})
+        if md.data is not None:
+            cur[b"\0\0\0\0"] = bytes(md.data).ljust(md.value_size, b"\0")[:md.value_size]
+        for idx, target in md.init_slots.items():
+            key = int(idx).to_bytes(4, "little")
+            if md.type == BPF_MAP_TYPE_PROG_ARRAY:
+                cur[key] = ld.prog_no[target] + 1
+            elif md.type in MAP_IN_MAP_TYPES:
+                cur[key] = ld.image.region(target).handle
+    for name, lst in (entries or {}).items():
+        cur = out.setdefault(name, {})
+        for key, val in lst:
+            if isinstance(val, tuple):
+                kind, what = val
+                val = ld.prog_no[what] + 1 if kind == "prog" else ld.image.region(what).handle
+            cur[bytes(key)] = val
+    return {n: list(d.items()) for n, d in out.items()}
+
+
+def _holds(dm: DeviceMap, want: list) -> bool:
+    """The map, read back whole (until two reads agree), holds exactly `want`: those entries
+    and, in an array, zeros everywhere else."""
+    got = _stable(lambda: [(bytes(k), v) for k, v in dm.dump()], url=dm.dev.url)
+    w = dict(want)
+    have = dict(got)
+    if any(not _same_value(have.get(k), v) for k, v in w.items()):
+        return False
+    for k, v in got:
+        if k in w:
+            continue
+        if dm.is_hash or dm.is_lpm:
+            return False
+        if any(bytes(x) != bytes(len(bytes(x))) for x in (v if isinstance(v, list) else [v])):
+            return False
+    return True
+
+
+def _fill(dm: DeviceMap, want: list, zero: bool) -> None:
+    """Write a map of a load: its empty state (zero=True: the host writes the zeros; else map
+    memory was cleared in hardware), then its entries, each read back."""
+    if zero:
+        for off, n in dm.empty_spans():
+            dm.dev.mem_write(off, bytes(n))
+    lst = _bulk_array(dm, want) if dm.md.type in (2, 6) else want
+    for key, val in lst:
+        verified_update(dm, key, val)
+
+
+def _final_check(ld, want: dict, rounds: int = 4) -> None:
+    """Before the commit: every map of the load read back whole must hold exactly what the
+    load wrote (`want`): a later garbled write (or a read-modify-write of a neighbour's state
+    byte) can have spoiled an entry verified earlier or left one nobody wrote; a map that
+    does not is written again from its empty state. Else a TargetError."""
+    bad = list(ld.maps)
     for _ in range(rounds):
-        clean = True
-        for name, lst in entries.items():
-            dm = ld.maps[name]
-            want = {bytes(k): v for k, v in lst if not isinstance(v, tuple)}
-            got = _stable(lambda: [(bytes(k), v) for k, v in dm.dump()], url=url)
-            have = dict(got)
-            for k, v in want.items():
-                if not _same_value(have.get(k), v):
-                    clean = False
-                    verified_update(dm, k, v)
-            extra = [k for k, v in got if k not in want and
-                     (dm.is_hash or any(bytes(x) != bytes(len(bytes(x)))
-                                        for x in (v if isinstance(v, list) else [v])))]
-            if extra and dm.is_hash:
-                clean = False
-                st = _stable(dm._states, url=url)
-                for i, state in enumerate(st):
-                    if state == 1 and _stable(lambda: dm._slot_key(i), url=url) in extra:
-                        dm.dev.mem_write(dm.moff + 8 + i, b"\x02")
-                dm._set_count(sum(1 for v in _stable(dm._states, url=url) if v == 1))
-            elif extra and dm.md.type in (2, 6) and \
-                    all(len(k) == 4 for k in extra):
-                clean = False
-                for k in extra:
-                    dm._write_val(int.from_bytes(k, "little"), bytes(dm.md.value_size))
-        if clean:
+        bad = [n for n in bad if not _holds(ld.maps[n], want.get(n, []))]
+        if not bad:
             return
-    raise TargetError(f"{url}: maps did not read back as loaded after {rounds} rounds (bad "
-                      f"link?); not committed")
+        for n in bad:
+            _fill(ld.maps[n], want.get(n, []), zero=True)
+    raise TargetError(f"{ld.dev.url}: map '{bad[0]}' did not read back as loaded after "
+                      f"{rounds} rounds (bad link?)")
 
 
 def _bulk_array(dm: DeviceMap, lst) -> list:
@@ -895,13 +1043,14 @@ def _bulk_array(dm: DeviceMap, lst) -> list:
 
 
 class Loaded:
-    """The object a device runs, rebuilt on the host: its image, maps (DeviceMap by name)
-    and program numbers."""
+    """An object as linked for a device, at a place in its map memory and descriptor table
+    (`map_base`, `first_map`; docs/simboard.md): its image, maps (DeviceMap by name) and
+    program numbers."""
 
-    def __init__(self, dev: Device, obj, prog: str | None = None):
-        from bpfpga.compiler.link import hw_layout
+    def __init__(self, dev: Device, obj, prog: str | None = None, map_base: int = 0,
+                 first_map: int = 0):
+        from bpfpga.compiler.link import hw_layout, link_image
         from bpfpga.errors import LoadError
-        from bpfpga.sim.rtl_xdp import link_image
         from bpfpga.compiler.select import xdp_view
         from bpfpga.compiler.check import check_readonly
         self.dev, self.obj = dev, obj = xdp_view(obj)
@@ -910,9 +1059,16 @@ class Loaded:
         except (KeyError, IndexError):
             raise LoadError(f"{obj.path}: {obj.program_choices(prog)}") from None
         check_readonly(obj, self.entry)
-        self.image, self.map_len = hw_layout(obj, dev.cores, meta_offset(dev))
+        self.map_base, self.first_map = map_base, first_map
+        self.image, self.map_len = hw_layout(obj, dev.cores, meta_offset(dev), map_base,
+                                             first_map)
         self.code, self.prog_no, self.spans = link_image(obj, self.entry, self.image)
         self.maps = {r.md.name: DeviceMap(dev, r, dev.cores) for r in self.image.regions}
+
+    @property
+    def crc(self) -> int:
+        import zlib
+        return zlib.crc32(self.code) & 0xFFFFFFFF
 
     def descriptors(self) -> list[list[int]]:
         from bpfpga.compiler.link import hw_descriptor
@@ -928,12 +1084,37 @@ class Loaded:
     def check_device(self) -> None:
         """The device's descriptors must be the ones this object links to."""
         want = self.descriptors()
-        got = self.dev.read(C.MAPDESC, 8 * len(want)) if want else []
+        got = self.dev.read(C.MAPDESC + 8 * self.first_map, 8 * len(want)) if want else []
         flat = [w & 0xFFFFFFFF for d in want for w in d]
-        if got != flat or self.dev.reg(C.R_NMAPS) != len(want) or \
-                self.dev.reg(C.R_MAP_LEN) != self.map_len:
+        if got != flat or self.dev.reg(C.R_NMAPS) < self.first_map + len(want) or \
+                self.dev.reg(C.R_MAP_LEN) < self.map_len:
             raise TargetError(f"{self.dev.url}: the device's map descriptors do not match "
                               f"{self.obj.path}; load it again")
+
+
+def place(dev: Device, obj, prog: str | None, live: dict | None) -> Loaded:
+    """The object linked beside the running one (`live`, its load record): its maps in map
+    memory and its descriptors where the running program's are not, at 0 when they fit
+    below, else just above. A LoadError when they do not fit beside."""
+    from bpfpga.errors import LoadError
+    trial = Loaded(dev, obj, prog)
+    size, n = trial.image.size, len(trial.image.regions)
+    if live is None:
+        return trial
+    lb, le = live.get("map_base", 0), live.get("map_end", 0)
+    fb, fe = live.get("first_map", 0), live.get("first_map", 0) + live.get("nmaps", 0)
+    mb = 0 if size <= lb else (le + 63) & ~63
+    fm = 0 if n <= fb else fe
+    end = meta_offset(dev)
+    if mb + size > end or fm + n > dev.max_maps:
+        raise LoadError(f"{obj.path}: its maps ({n} maps, {size} bytes) do not fit beside those "
+                        f"of the running program ({live.get('nmaps', 0)} maps, {le - lb} bytes; "
+                        f"the engine has {dev.max_maps} maps, {end} bytes): load a program "
+                        f"with fewer maps first (examples/pass/pass.o has none), or shrink one "
+                        f"with --map-size")
+    if (mb, fm) == (0, 0):
+        return trial
+    return Loaded(dev, obj, prog, mb, fm)
 
 
 def check_capabilities(dev: Device, obj) -> None:
@@ -965,15 +1146,19 @@ def check_capabilities(dev: Device, obj) -> None:
 
 def install(dev: Device, obj, prog: str | None = None, entries: dict | None = None,
             budget: int | None = None, meta_extra: dict | None = None) -> Loaded:
-    """Load an object onto a device: stage the program and check its CRC (the running
-    program is untouched until then), pause, write the map descriptors, clear map memory,
-    initialize maps (global data, program arrays, `entries` as from maps.json) with every
-    entry read back, check staging once more, commit, record the load, resume."""
+    """Load an object onto a device without stopping it: link it beside the running object
+    (place), stage its program and check its CRC, write its maps into map memory the running
+    program does not use (cleared, then global data, program arrays, `entries` as from
+    maps.json, every entry read back, every map read back whole), its descriptors into
+    table entries the running program does not use, its load record into the other record
+    slot; then one keyed COMMIT switches program, maps and record at once, between packets.
+    The engine is never paused: a failure at any byte before the commit leaves the old
+    program running with its maps as they were (the error says so); after it, the new one
+    with its maps complete."""
     import hashlib
     import os
     from bpfpga import memmap
     from bpfpga.errors import LoadError
-    from bpfpga.obj import MAP_IN_MAP_TYPES, BPF_MAP_TYPE_PROG_ARRAY
     from bpfpga.compiler.select import xdp_view
     obj = xdp_view(obj)
     check_capabilities(dev, obj)
@@ -982,63 +1167,77 @@ def install(dev: Device, obj, prog: str | None = None, entries: dict | None = No
         if name not in names:
             raise LoadError(f"maps file names map '{name}', which {obj.path} does not have "
                             f"(maps: {', '.join(names)})")
-    ld = Loaded(dev, obj, prog)
-    dev.stage_program(ld.code)
-    dev.pause()
-    write_meta(dev, None)
-    descs = ld.descriptors()
-    for _ in range(3):
-        dev.set_descriptors(descs, ld.map_len)
-        try:
-            ld.check_device()
-            break
-        except TargetError:
-            continue
-    else:
-        raise TargetError(f"{dev.url}: map descriptors did not verify; the engine is left "
-                          f"paused, load again")
-    dev.clear_map_memory(ld.image.size)
-    dev.set_reg(C.R_BUDGET, budget or memmap.INSN_BUDGET, verify=True)
-    for r in ld.image.regions:
-        md = r.md
-        dm = ld.maps[md.name]
-        if md.data is not None:
-            verified_update(dm, b"\0\0\0\0",
-                            bytes(md.data).ljust(md.value_size, b"\0")[:md.value_size])
-        for idx, target in md.init_slots.items():
-            key = int(idx).to_bytes(4, "little")
-            if md.type == BPF_MAP_TYPE_PROG_ARRAY:
-                verified_update(dm, key, ld.prog_no[target] + 1)
-            elif md.type in MAP_IN_MAP_TYPES:
-                verified_update(dm, key, ld.image.region(target).handle)
-    for name, lst in (entries or {}).items():
-        dm = ld.maps[name]
-        if dm.md.type in (2, 6):
-            lst = _bulk_array(dm, lst)         # the entries that did not verify in bulk
-        for key, val in lst:
-            if isinstance(val, tuple):
-                kind, what = val
-                if kind == "prog":
-                    val = ld.prog_no[what] + 1
-                else:
-                    val = ld.image.region(what).handle
-            verified_update(dm, key, val)
-    _final_check(ld, entries or {})
-    dev.commit_program(ld.code)
-    meta = {"object": os.path.abspath(obj.path),
-            "sha256": hashlib.sha256(open(obj.path, "rb").read()).hexdigest(),
-            "program": ld.entry.name, "section": ld.entry.section,
-            "slots": len(ld.code) // 8, "maps": list(ld.maps),
-            "loaded": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    meta.update(meta_extra or {})
+    budget = budget or memmap.INSN_BUDGET
+    ld = None
     try:
-        write_meta(dev, meta)
+        slot, live = live_record(dev)
+        ld = place(dev, obj, prog, live)
+        want = _want(ld, entries or {})
+        n = len(ld.image.regions)
+        dev.stage_program(ld.code)
+        hw_clear = ld.map_base == 0 and ld.image.size > 0
+        if hw_clear:       # [0, size) lies below the running object's maps (place)
+            dev.clear_map_memory(ld.image.size)
+        descs = ld.descriptors()
+        nmaps0 = _stable(lambda: dev.reg(C.R_NMAPS), url=dev.url)
+        for _ in range(3):
+            if descs:
+                dev.write(C.MAPDESC + 8 * ld.first_map, [w for d in descs for w in d])
+            if nmaps0 < ld.first_map + n:
+                dev.set_reg(C.R_NMAPS, ld.first_map + n, verify=True)
+            try:
+                ld.check_device() if descs else None
+                break
+            except TargetError:
+                continue
+        else:
+            raise TargetError(f"{dev.url}: map descriptors did not verify")
+        for name, dm in ld.maps.items():
+            _fill(dm, want.get(name, []), zero=not hw_clear)
+        _final_check(ld, want)
+        seq = (live or {}).get("seq", 0) + 1
+        meta = {"object": os.path.abspath(obj.path),
+                "sha256": hashlib.sha256(open(obj.path, "rb").read()).hexdigest(),
+                "program": ld.entry.name, "section": ld.entry.section,
+                "slots": len(ld.code) // 8, "maps": list(ld.maps),
+                "map_base": ld.map_base, "map_end": ld.map_base + ld.image.size,
+                "first_map": ld.first_map, "nmaps": n, "prog_crc": ld.crc, "seq": seq,
+                "loaded": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        meta.update(meta_extra or {})
+        new_slot = 0 if slot is None else 1 - slot
+        write_meta(dev, new_slot, meta)
+        # the running program may reach [0, MAP_LEN): widened now, narrowed after the commit
+        if _stable(lambda: dev.reg(C.R_MAP_LEN), url=dev.url) < ld.map_len:
+            dev.set_reg(C.R_MAP_LEN, ld.map_len, verify=True)
+        if _stable(lambda: dev.reg(C.R_BUDGET), url=dev.url) != budget:
+            dev.set_reg(C.R_BUDGET, budget, verify=True)
+        dev.commit_program(ld.code)
     except TargetError as e:
-        raise TargetError(f"{e}: {obj.path} is committed and its maps verified, but the engine "
-                          f"is left paused (host tools need the record); load it again") from None
-    dev.control(clear=True)
-    dev.resume()
+        raise TargetError(f"{e}; {_state(dev, ld)}") from None
+    # committed: the rest tidies up; the new program runs with its maps complete either way
+    try:
+        dev.set_reg(C.R_MAP_LEN, ld.map_len, verify=True)
+        dev.set_reg(C.R_NMAPS, ld.first_map + n, verify=True)
+        dev.control(clear=True)
+    except TargetError as e:
+        raise TargetError(f"{e}; {obj.path} is committed and runs with its maps verified "
+                          f"(its counters may not be cleared)") from None
     return ld
+
+
+def _state(dev: Device, ld) -> str:
+    """What a failed load left, for its error: the engine's program, read if the link allows."""
+    try:
+        crc = _stable(lambda: dev.reg(C.R_PROG_CRC), url=dev.url)
+        on = bool(_stable(lambda: dev.reg(C.R_CTRL), url=dev.url) & C.CTRL_ENABLE)
+    except TargetError:
+        return ("the link failed: the engine was not paused and runs the old program with its "
+                "maps as they were, or the new one with its maps complete if the commit got "
+                "through")
+    run = "running" if on else "paused (it was paused before this load)"
+    if ld is not None and crc == ld.crc:
+        return f"{ld.obj.path} is committed and {run}, with its maps complete"
+    return f"the old program is {run}, with its maps as they were"
 
 
 def open_loaded(dev: Device) -> tuple[Loaded, dict]:
@@ -1058,6 +1257,6 @@ def open_loaded(dev: Device) -> tuple[Loaded, dict]:
     if hashlib.sha256(data).hexdigest() != meta["sha256"]:
         raise TargetError(f"{path} changed since it was loaded onto {dev.url}; load it again")
     obj = load_object(path, map_sizes=meta.get("map_sizes") or {})
-    ld = Loaded(dev, obj, meta["program"])
+    ld = Loaded(dev, obj, meta["program"], meta.get("map_base", 0), meta.get("first_map", 0))
     ld.check_device()
     return ld, meta

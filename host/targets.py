@@ -1,16 +1,19 @@
 """Open a target by name on an object, and load maps.json into it."""
 from __future__ import annotations
 
-from bpfpga.errors import BpfpgaError, TargetError
+from bpfpga.errors import BpfpgaError
 from bpfpga.obj import (BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_HASH_OF_MAPS,
                         BPF_MAP_TYPE_PROG_ARRAY, BpfObject, is_frozen)
 from bpfpga.compiler.mapsjson import frozen_bytes
 from bpfpga.target import Target
 
-TARGETS = ("ref", "rtl", "kernel")
+TARGETS = ("ref", "rtl", "kernel", "board")
 
 
-def open_target(name: str, obj: BpfObject, prog: str | None = None, **kw) -> Target:
+def open_target(name: str, obj: BpfObject, prog: str | None = None, device: str | None = None,
+                **kw) -> Target:
+    """Open target `name` on an object; `device` is the board target's URL (else
+    $BPFPGA_DEVICE); other keywords go to the target (budget, ncpus, ...)."""
     if name == "ref":
         from bpfpga.sim.xdp import XdpRef
         return XdpRef(obj, prog, **kw)
@@ -18,20 +21,18 @@ def open_target(name: str, obj: BpfObject, prog: str | None = None, **kw) -> Tar
         from bpfpga.host.kernel import KernelTarget
         return KernelTarget(obj, prog)
     if name == "rtl":
-        try:
-            from bpfpga.sim.rtl_xdp import XdpRtl
-        except ImportError as e:
-            raise TargetError(f"the rtl XDP target is not available yet ({e})") from None
-        return XdpRtl(obj, prog, **kw)
+        from bpfpga.host.board import RtlTarget
+        return RtlTarget(obj, prog, **kw)
+    if name == "board":
+        from bpfpga.host.board import BoardTarget
+        return BoardTarget(obj, prog, url=device, **kw)
     raise BpfpgaError(f"unknown target '{name}' (choose from {', '.join(TARGETS)})")
 
 
 def apply_maps(target: Target, obj: BpfObject, entries: dict) -> int:
     """Load maps.json entries (bpfpga.compiler.mapsjson.load) into a target; returns the
     number of entries written."""
-    import contextlib
-    batch = getattr(target, "batch", None)
-    with batch() if batch is not None else contextlib.nullcontext():
+    with target.batch():
         return _apply_maps(target, obj, entries)
 
 
@@ -54,11 +55,10 @@ def _apply_maps(target: Target, obj: BpfObject, entries: dict) -> int:
         for key, val in lst:
             if isinstance(val, tuple):
                 kind, what = val
-                if md.type == BPF_MAP_TYPE_PROG_ARRAY and kind == "prog" and \
-                        hasattr(target, "set_prog_slot"):
+                if md.type == BPF_MAP_TYPE_PROG_ARRAY and kind == "prog":
                     target.set_prog_slot(name, int.from_bytes(key[:4], "little"), what)
                 elif md.type in (BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_HASH_OF_MAPS) and \
-                        kind == "map" and hasattr(target, "set_inner_map"):
+                        kind == "map":
                     target.set_inner_map(name, key, what)
                 else:
                     target.map_update(name, key, val)

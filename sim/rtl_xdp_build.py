@@ -85,7 +85,7 @@ class Simulation:
         ff = self.dir / "frameport"
         if frames:
             env["BPFPGA_XDP_FRAMEFILE"] = str(ff)
-        # reaccept: the control port takes one connection after another (XdpRtl per program
+        # reaccept: the control port takes one connection after another (an rtl target per program
         # on one engine); close() then ends the simulation instead of waiting for it
         self.reaccept = reaccept
         if reaccept:

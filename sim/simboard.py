@@ -376,7 +376,7 @@ class SimBoard:
         """A trap's pc in its program, from the object the load record names (the engine
         reports the pc in its image); the image pc when no loaded object can be read."""
         from bpfpga.host.device import open_loaded, read_meta
-        from bpfpga.sim.rtl_xdp import program_pc
+        from bpfpga.compiler.link import program_pc
         with self.lock:
             meta = read_meta(self.dev)
             key = meta and meta.get("sha256")

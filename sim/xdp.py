@@ -66,6 +66,7 @@ def csum_from32to16(s: int) -> int:
 
 class XdpRef(Target):
     name = "ref"
+    traces_insns = True
     SUPPORTED = {
         H_MAP_LOOKUP: "map_lookup_elem", H_MAP_UPDATE: "map_update_elem",
         H_MAP_DELETE: "map_delete_elem", H_KTIME: "ktime_get_ns",

@@ -168,16 +168,16 @@ def case(seed: int, packets: int = 6) -> Case:
     return Case(seed, asm, pk, fault, _object(asm))
 
 
-def run_case(c: Case, url: str) -> list[str]:
-    """Runs `c` on ref and on the engine behind `url`; returns the differences."""
+def run_case(c: Case, engine) -> list[str]:
+    """Runs `c` on ref and on an engine target, ``engine(obj, budget=...)`` (the rtl target
+    of host/board.py on a running simulation: the loader clears the counters); returns the
+    differences."""
     from bpfpga.hdl import control as C
-    from bpfpga.sim.rtl_xdp import XdpRtl
     from bpfpga.sim.xdp import XdpRef
     ref = XdpRef(c.obj, budget=BUDGET)
     want = [ref.run(p) for p in c.packets]
     diffs = []
-    with XdpRtl(c.obj, url=url, budget=BUDGET) as t:
-        t.dev.control(clear=True)
+    with engine(c.obj, budget=BUDGET) as t:
         # one packet at a time: two cores updating one array value at once would race (as
         # two kernel CPUs do), and the reference machine runs packets in order
         got = [t.run(p) for p in c.packets]

@@ -23,7 +23,7 @@ def suite() -> Path:
 def engine():
     """One simulation of the XDP engine (the default model, sim/rtl_xdp_build.py) for every
     test of the session that loads programs of its own: its control port takes one
-    connection after another (XdpRtl(obj, url=engine) per program)."""
+    connection after another (RtlTarget(obj, url=engine) per program)."""
     from bpfpga.sim.rtl_xdp_build import Simulation, build
     build()
     sim = Simulation(reaccept=True)

@@ -229,7 +229,7 @@ def test_reduced_engine_runs_bpf_to_bpf_calls_like_ref(reduced_model):
 
 def test_reduced_engine_reports_and_refuses(reduced_model):
     from bpfpga.host.device import Device
-    from bpfpga.sim.rtl_xdp import XdpRtl
+    from bpfpga.host.board import RtlTarget
     from bpfpga.sim.rtl_xdp_build import Simulation
     sim = Simulation()
     try:
@@ -245,4 +245,4 @@ def test_reduced_engine_reports_and_refuses(reduced_model):
     fw = load_object(str(REPO / "examples/firewall/firewall.o"))
     with pytest.raises(LoadError, match="map 'blocked_v4'.* lpm_trie map, a type the "
                                         "engine of socket://"):
-        XdpRtl(fw)
+        RtlTarget(fw)

@@ -91,8 +91,8 @@ def test_no_secret_crosses_packets_on_ref():
 
 
 def test_no_secret_crosses_packets_on_rtl(engine):
-    from bpfpga.sim.rtl_xdp import XdpRtl
-    with XdpRtl(_obj(), url=engine) as t:
+    from bpfpga.host.board import RtlTarget
+    with RtlTarget(_obj(), url=engine) as t:
         one = [t.run(p) for p in (WRITE, READ, WRITE, READ)]       # one lane after the other
         both = t.run_batch([WRITE, WRITE, READ, READ, WRITE, READ])   # both lanes
     _check(one + both)

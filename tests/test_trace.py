@@ -83,10 +83,10 @@ def test_trace_rtl_matches_ref(trace_obj):
     """The engine prints the same lines and its helper returns the same lengths / -EINVAL."""
     from bpfpga.compiler.elf import load_object
     from bpfpga.hdl import control as C
-    from bpfpga.sim.rtl_xdp import XdpRtl
+    from bpfpga.host.board import RtlTarget
     want, want_rets = _ref(trace_obj)
     assert want_rets[0] == len("len 56 proto 800 q 0") and want_rets[8] == -22
-    t = XdpRtl(load_object(str(trace_obj)))
+    t = RtlTarget(load_object(str(trace_obj)))
     try:
         got = [t.run(p) for p in _frames()]
         rets = _rets(t.map_dump("rets"))

@@ -27,9 +27,9 @@ def _obj(src: str) -> BpfObject:
 
 
 def _run(url, obj, budget=None, packets=(PKT,)):
-    from bpfpga.sim.rtl_xdp import XdpRtl
+    from bpfpga.host.board import RtlTarget
     kw = {} if budget is None else {"budget": budget}
-    with XdpRtl(obj, url=url, **kw) as t:
+    with RtlTarget(obj, url=url, **kw) as t:
         t.dev.control(clear=True)
         res = [t.run(p) for p in packets]
         return res, t.counters()
@@ -66,9 +66,9 @@ def test_budget_ends_aborted(engine, r0):
 def test_host_waits_while_a_core_runs(engine):
     """A packet that runs longer than the host's wait for a result: the host keeps waiting
     while the core runs (its busy cycles advance), and the budget ends the packet."""
-    from bpfpga.sim.rtl_xdp import XdpRtl
+    from bpfpga.host.board import RtlTarget
     o = _obj("mov %r0, 3\nja -1\nexit")
-    with XdpRtl(o, url=engine, budget=60_000) as t:
+    with RtlTarget(o, url=engine, budget=60_000) as t:
         t0 = time.time()
         t.dev.inject([(PKT, 0)])
         rec = t.dev.results(1, timeout=0.5)[0]
@@ -80,12 +80,13 @@ def test_engine_fuzz_ref_vs_rtl(engine):
     """Random whole XDP programs with a fault at a random point and r0 holding every verdict:
     the engine gives the reference machine's verdicts, traps, pcs, instruction counts,
     packets, maps and counters (bench/fuzz_xdp.py runs the long campaign)."""
+    from bpfpga.host.board import RtlTarget
     from bpfpga.sim.xdp_fuzz import case, run_case
     diffs, faults = [], set()
     for seed in range(FUZZ_CASES):
         c = case(seed)
         faults.add(c.fault)
-        diffs += run_case(c, engine)
+        diffs += run_case(c, lambda o, **kw: RtlTarget(o, url=engine, **kw))
     assert len(faults) >= 4          # the draw reaches most kinds of fault
     assert diffs == [], "\n".join(diffs[:10])
 

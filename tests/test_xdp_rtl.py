@@ -60,9 +60,9 @@ def test_runts_oversize_bursts(xdp_model):
     never a stall, never a corrupted packet."""
     from bpfpga.compiler.elf import load_object
     from bpfpga.hdl import control as C
-    from bpfpga.sim.rtl_xdp import XdpRtl
+    from bpfpga.host.board import RtlTarget
     o = load_object(str(REPO / "examples/pass/pass.o"))
-    with XdpRtl(o) as t:
+    with RtlTarget(o) as t:
         dev = t.dev
         dev.pause()
         dev.control(enable=True, clear=True)
@@ -114,7 +114,7 @@ def test_run_batch_two_lanes_lb(xdp_model):
     from bpfpga.compiler.mapsjson import load as load_maps
     from bpfpga.host.targets import apply_maps
     from bpfpga.sim import pcap
-    from bpfpga.sim.rtl_xdp import XdpRtl
+    from bpfpga.host.board import RtlTarget
     from bpfpga.sim.xdp import XdpRef
     ex = REPO / "examples/lb"
     o = load_object(str(ex / "lb.o"))
@@ -123,7 +123,7 @@ def test_run_batch_two_lanes_lb(xdp_model):
     ref = XdpRef(o)
     apply_maps(ref, o, maps)
     want = [ref.run(p) for p in pk]
-    with XdpRtl(o) as t:
+    with RtlTarget(o) as t:
         assert t.dev.cores >= 2
         apply_maps(t, o, maps)
         got = t.run_batch(pk)
@@ -141,7 +141,7 @@ def test_run_batch_two_lanes_lb(xdp_model):
 def test_adjust_meta_ref_matches_rtl(xdp_model):
     """bpf_xdp_adjust_meta on the engine: the same documented values as the reference
     machine (tests/test_xdp_helpers_kernel.py), whether or not the kernel can be the oracle."""
-    from bpfpga.sim.rtl_xdp import XdpRtl
+    from bpfpga.host.board import RtlTarget
     from test_xdp_helpers_kernel import ADJUST_META, build, check_adjust_meta_semantics
-    with XdpRtl(build(ADJUST_META, helpers=[54])) as t:
+    with RtlTarget(build(ADJUST_META, helpers=[54])) as t:
         check_adjust_meta_semantics(t)

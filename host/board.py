@@ -1,130 +1,55 @@
-"""The `rtl` XDP target: the engine of hdl/xdp.py in Verilator, driven through its control
-port exactly as a board is (host/device.py over the LiteX UART-bridge protocol, here on a
-TCP socket served by the cocotb bench sim/cocotb_xdp.py).
+"""The `board` target: an XDP engine behind its control port, a real FPGA (``--device
+/dev/ttyUSB1``, ``udp://HOST``) or the simulated board (``socket://HOST:PORT``, `bpfpga
+sim-board`); and the `rtl` target, which is this same target on an engine of its own in
+Verilator (sim/rtl_xdp_build.py starts it). One loader for both: host/device.py ``install``.
 
-    t = XdpRtl(obj)             # builds the model once per HDL hash, starts a simulation
+    t = BoardTarget(obj, url="socket://127.0.0.1:PORT")   # or rtl_target(obj)
     r = t.run(packet)           # XdpResult with cycles (the core's, start to verdict)
 
 Packets run one at a time in ``run`` (so per-CPU values land on core 0, as the kernel's land
-on CPU 0 under ``bpfpga diff``); ``run_batch`` streams many through the rings.
+on CPU 0 under ``bpfpga diff``); ``run_batch`` streams many through the rings. The target
+turns the engine's CAPTURE mode on (every result to the output ring, where it reads them) and
+sets CTRL back as it found it when closed.
 """
 from __future__ import annotations
 
-import struct
+import contextlib
 
 from bpfpga import isa, memmap
-from bpfpga.errors import LoadError, TargetError
-from bpfpga.obj import MAP_IN_MAP_TYPES, BPF_MAP_TYPE_PROG_ARRAY, BpfObject, refuse_frozen_write
+from bpfpga.errors import TargetError
+from bpfpga.obj import BpfObject, refuse_frozen_write
 from bpfpga.target import Target, XdpContext, XdpResult
 
 M32 = 0xFFFF_FFFF
 
 
-def _slot(op, dst=0, src=0, off=0, imm=0) -> bytes:
-    return struct.pack("<BBhi", op, dst | src << 4, off, imm)
-
-
-def link_image(obj: BpfObject, entry, img) -> tuple[bytes, dict[str, int], list]:
-    """Every program of the object in one image: the trampoline slot, the entry program, the
-    others, the tail-call table. Returns (code, program number by name, [(start, end, name)])."""
-    from bpfpga.compiler.link import resolve_lddw
-    progs = [entry] + [p for p in obj.programs if p is not entry]
-    starts = []
-    body = bytearray()
-    pos = 1
-    for p in progs:
-        code = bytearray(p.insns)
-        i = 0
-        n = len(code) // 8
-        while i < n:
-            op = code[8 * i]
-            if op == 0x18 and i + 1 < n:
-                src = code[8 * i + 1] >> 4
-                if src in (isa.BPF_PSEUDO_MAP_IDX, isa.BPF_PSEUDO_MAP_IDX_VALUE):
-                    lo = struct.unpack_from("<I", code, 8 * i + 4)[0]
-                    hi = struct.unpack_from("<I", code, 8 * i + 12)[0]
-                    ins = isa.Insn(op, code[8 * i + 1] & 0xF, src, 0, lo | hi << 32)
-                    try:
-                        v = resolve_lddw(img, ins, i)
-                    except LoadError as e:
-                        raise LoadError(f"{obj.path}: program '{p.name}': {e}") from None
-                    code[8 * i + 1] &= 0x0F
-                    struct.pack_into("<I", code, 8 * i + 4, v & M32)
-                    struct.pack_into("<I", code, 8 * i + 12, v >> 32)
-                i += 2
-                continue
-            i += 1
-        starts.append((pos, pos + n, p.name))
-        body += code
-        pos += n
-    table = pos
-    tab = bytearray()
-    for k, (s, _, _) in enumerate(starts):
-        pc = table + k
-        tab += _slot(0x15, dst=2, off=s - (pc + 1), imm=k + 1)       # jeq r2, k+1, entry_k
-    tab += _slot(0xB7, dst=0, imm=0) + _slot(0x95)
-    code = _slot(0x55, dst=2, off=table - 1, imm=0) + bytes(body) + bytes(tab)  # jne r2, 0
-    return code, {name: k for k, (_, _, name) in enumerate(starts)}, starts
-
-
-def program_pc(spans, pc: int) -> tuple[str | None, int]:
-    """A pc of the engine's image (link_image's spans: first slot, end, program name) as
-    (program, pc in that program); (None, pc) for a pc in the trampoline."""
-    for s, e, name in spans:
-        if s <= pc < e:
-            return name, pc - s
-    return None, pc
-
-
-class XdpRtl(Target):
-    name = "rtl"
+class BoardTarget(Target):
+    name = "board"
 
     def __init__(self, obj: BpfObject, prog: str | None = None, url: str | None = None,
-                 budget: int = memmap.INSN_BUDGET, **_):
-        from bpfpga.compiler.link import hw_descriptor, hw_layout
+                 budget: int = memmap.INSN_BUDGET, sim=None, timeout: float = 60.0, **_):
         from bpfpga.hdl import control as C
-        from bpfpga.host.device import Device, DeviceMap, check_capabilities
-        from bpfpga.compiler.select import xdp_view
-        from bpfpga.compiler.check import check_readonly
-        self.obj = obj = xdp_view(obj)
+        from bpfpga.host.device import Device, install
+        import os
+        if sim is None:
+            url = url or os.environ.get("BPFPGA_DEVICE")
+        if url is None and sim is None:
+            raise TargetError("the board target needs --device URL (or $BPFPGA_DEVICE)")
+        self.sim = sim
+        self.dev = None
+        self._ctrl = None
         try:
-            self.entry = obj.program(prog)
-        except (KeyError, IndexError):
-            raise LoadError(f"{obj.path}: {obj.program_choices(prog)}") from None
-        check_readonly(obj, self.entry)
-        self.sim = None
-        if url is None:
-            from bpfpga.sim.rtl_xdp_build import Simulation
-            self.sim = Simulation()
-            url = self.sim.url
-        try:
-            self.dev = dev = Device(url)
+            self.dev = dev = Device(url or sim.url, timeout=timeout)
             self.ncpus = dev.cores
-            check_capabilities(dev, obj)
-            self.image, self.map_len = hw_layout(obj, dev.cores, dev.map_bytes)
-            code, self.prog_no, self.spans = link_image(obj, self.entry, self.image)
-            dev.pause()
-            dev.control(capture=True, clear=True)
-            dev.set_descriptors([hw_descriptor(r) for r in self.image.regions], self.map_len)
-            dev.clear_map_memory(self.image.size)
-            dev.set_reg(C.R_BUDGET, budget)
-            self.maps = {r.md.name: DeviceMap(dev, r, dev.cores) for r in self.image.regions}
-            for r in self.image.regions:
-                md = r.md
-                if md.data is not None:
-                    self.maps[md.name].update(b"\0\0\0\0", bytes(md.data).ljust(
-                        md.value_size, b"\0")[:md.value_size])
-                for idx, target in md.init_slots.items():
-                    key = int(idx).to_bytes(4, "little")
-                    if md.type == BPF_MAP_TYPE_PROG_ARRAY:
-                        self.set_prog_slot(md.name, int(idx), target)
-                    elif md.type in MAP_IN_MAP_TYPES:
-                        self.set_inner_map(md.name, key, target)
-            dev.load_program(code)
-            self.traces = any(6 in p.helpers for p in obj.programs)   # trace_printk
+            self._ctrl = dev.reg(C.R_CTRL) & (C.CTRL_ENABLE | C.CTRL_CAPTURE)
+            self.ld = install(dev, obj, prog, budget=budget)
+            self.obj, self.entry = self.ld.obj, self.ld.entry
+            self.maps, self.prog_no, self.spans = self.ld.maps, self.ld.prog_no, self.ld.spans
+            self.image = self.ld.image
+            dev.control(enable=True, capture=True)
+            self.traces = any(6 in p.helpers for p in self.obj.programs)   # trace_printk
             if self.traces and dev.trace_depth:
                 dev.trace_records()             # lines of an earlier program are not ours
-            dev.resume()
         except BaseException:
             self.close()
             raise
@@ -139,26 +64,18 @@ class XdpRtl(Target):
     def _paused(self, fn):
         if getattr(self, "_batch", 0):
             return fn()
-        self.dev.pause()
-        try:
+        with self.dev.paused():
             return fn()
-        finally:
-            self.dev.resume()
 
+    @contextlib.contextmanager
     def batch(self):
         """Many map operations under one pause of the engine (host/targets.py apply_maps)."""
-        import contextlib
-
-        @contextlib.contextmanager
-        def held():
-            self.dev.pause()
+        with self.dev.paused():
             self._batch = getattr(self, "_batch", 0) + 1
             try:
                 yield
             finally:
                 self._batch -= 1
-                self.dev.resume()
-        return held()
 
     def set_prog_slot(self, name: str, idx: int, prog: str) -> None:
         if prog not in self.prog_no:
@@ -210,6 +127,7 @@ class XdpRtl(Target):
             raise TargetError(f"frame of {len(packet)} bytes: {why}")
 
     def _result(self, rec) -> XdpResult:
+        from bpfpga.compiler.link import program_pc
         trap = rec["trap"]
         insns = rec["insns"]
         if trap:
@@ -278,11 +196,28 @@ class XdpRtl(Target):
     def close(self) -> None:
         dev = getattr(self, "dev", None)
         if dev is not None:
-            try:
+            if self.sim is None and self._ctrl is not None:
+                with contextlib.suppress(Exception):
+                    from bpfpga.hdl import control as C
+                    dev.control(enable=bool(self._ctrl & C.CTRL_ENABLE),
+                                capture=bool(self._ctrl & C.CTRL_CAPTURE))
+            with contextlib.suppress(Exception):
                 dev.close()
-            except Exception:
-                pass
             self.dev = None
-        if self.sim is not None:
+        if getattr(self, "sim", None) is not None:
             self.sim.close()
             self.sim = None
+
+
+class RtlTarget(BoardTarget):
+    """The `rtl` target: the board target on an engine in Verilator, one of its own (a new
+    simulation, closed with the target) or a running one (``url``)."""
+    name = "rtl"
+
+    def __init__(self, obj: BpfObject, prog: str | None = None, url: str | None = None,
+                 budget: int = memmap.INSN_BUDGET, **kw):
+        sim = None
+        if url is None:
+            from bpfpga.sim.rtl_xdp_build import Simulation
+            sim = Simulation()          # closed by close(), also when __init__ fails
+        super().__init__(obj, prog, url=url, budget=budget, sim=sim, **kw)
