@@ -19,17 +19,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def lb_entries(variant: int) -> dict:
-    """examples/lb's lb_config, vip_map and backends; variant 1 with other backend
-    addresses, so the old and the new maps differ."""
+OBJECTS = {"tailcall": ("class_policy",), "lb": ("lb_config", "vip_map", "backends")}
+
+
+def entries(example: str, variant: int) -> dict:
+    """maps.json entries of an example (lb: lb_config, vip_map and backends); variant 1
+    with another byte in every value, so the old and the new maps differ."""
     import tempfile
 
     from bpfpga.compiler.mapsjson import load as load_maps
-    raw = json.loads((ROOT / "examples" / "lb" / "maps.json").read_text())
-    sub = {n: raw[n] for n in ("lb_config", "vip_map", "backends")}
+    raw = json.loads((ROOT / "examples" / example / "maps.json").read_text())
+    sub = {n: raw[n] for n in OBJECTS[example]}
     if variant:
-        for e in sub["backends"]:
-            e["value"] = e["value"][:6] + "ee" + e["value"][8:]
+        for lst in sub.values():
+            for e in lst:
+                if isinstance(e.get("value"), str) and len(e["value"]) >= 2:
+                    e["value"] = "ee" + e["value"][2:]
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(sub, f)
     return load_maps(f.name)
@@ -57,21 +62,26 @@ class SimBoard:
                 self.proc.kill()
 
 
-def campaign(url: str, trials: int, ops=("load", "update"), kinds=None, log=print) -> list:
+def campaign(url: str, trials: int, ops=("load", "update"), kinds=None, log=print,
+             example: str = "tailcall") -> list:
     """`trials` trials of each op and kind, the fault at byte (i + 0.5) / trials of a clean
-    run's bytes, even trials on the commands (tx), odd ones on the answers (rx)."""
+    run's bytes, even trials on the commands (tx), odd ones on the answers (rx). Loads of the
+    example over itself (placed beside it), updates of its first map of OBJECTS."""
     from bpfpga.compiler.elf import load_object
     from bpfpga.host.device import Device, install
     from bpfpga.host.linkfault import KINDS, good, trial
-    lb = ROOT / "examples" / "lb" / "lb.o"
-    ents = [lb_entries(0), lb_entries(1)]
+    lb = ROOT / "examples" / example / f"{example}.o"
+    ents = [entries(example, 0), entries(example, 1)]
     d = Device(url, timeout=10)
     install(d, load_object(str(lb)), entries=ents[1])
     d.close()
     out = []
+    name = OBJECTS[example][-1]
+    vsize = {m.name: m.value_size for m in load_object(str(lb)).maps}[name]
+    serial = iter(range(1, 1 << 30))    # every update writes a value not there before
     for op in ops:
-        upd = lambda i: ("backends", (1 + i % 8).to_bytes(4, "little"),  # noqa: E731
-                         bytes.fromhex("0ac8%02x%02x" % (i % 256, 1 + i % 8)) + bytes(16))
+        upd = lambda i: (name, (1 + i % 8).to_bytes(4, "little"),  # noqa: E731
+                         (0xA000 + next(serial)).to_bytes(vsize, "little"))
         args = dict(obj_path=lb, entries=ents[0]) if op == "load" else dict(update=upd(0))
         c = trial(url, op, "count", 0, **args)
         total = {"tx": c["sent"], "rx": c["received"]}
@@ -83,7 +93,7 @@ def campaign(url: str, trials: int, ops=("load", "update"), kinds=None, log=prin
                 direction = "tx" if i % 2 == 0 else "rx"
                 at = int((i + 0.5) * total[direction] / trials)
                 args = dict(obj_path=lb, entries=ents[i % 2]) if op == "load" \
-                    else dict(update=upd(i + 1))
+                    else dict(update=upd(i))
                 r = trial(url, op, kind, at, direction, **args)
                 r["good"] = good(r)
                 res.append(r)
@@ -104,12 +114,13 @@ def main():
     ap.add_argument("--op", choices=("load", "update", "both"), default="both")
     ap.add_argument("--kind", action="append", help="only these kinds (repeatable)")
     ap.add_argument("--device", help="a running sim-board's socket:// URL")
+    ap.add_argument("--example", choices=sorted(OBJECTS), default="tailcall")
     ap.add_argument("--json", type=Path, help="write every trial's outcome here")
     a = ap.parse_args()
     board = None if a.device else SimBoard()
     try:
         ops = ("load", "update") if a.op == "both" else (a.op,)
-        res = campaign(a.device or board.url, a.trials, ops, a.kind)
+        res = campaign(a.device or board.url, a.trials, ops, a.kind, example=a.example)
     finally:
         if board is not None:
             board.close()

@@ -42,7 +42,9 @@ class BoardTarget(Target):
             self.dev = dev = Device(url or sim.url, timeout=timeout)
             self.ncpus = dev.cores
             self._ctrl = dev.reg(C.R_CTRL) & (C.CTRL_ENABLE | C.CTRL_CAPTURE)
-            self.ld = install(dev, obj, prog, budget=budget)
+            # the target owns the engine for its run: an object that does not fit beside the
+            # running one replaces it
+            self.ld = install(dev, obj, prog, budget=budget, replace=True)
             self.obj, self.entry = self.ld.obj, self.ld.entry
             self.maps, self.prog_no, self.spans = self.ld.maps, self.ld.prog_no, self.ld.spans
             self.image = self.ld.image

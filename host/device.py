@@ -1053,13 +1053,15 @@ class Loaded:
         from bpfpga.errors import LoadError
         from bpfpga.compiler.select import xdp_view
         from bpfpga.compiler.check import check_readonly
-        self.dev, self.obj = dev, obj = xdp_view(obj)
+        self.dev = dev
+        self.obj = obj = xdp_view(obj)
         try:
             self.entry = obj.program(prog)
         except (KeyError, IndexError):
             raise LoadError(f"{obj.path}: {obj.program_choices(prog)}") from None
         check_readonly(obj, self.entry)
         self.map_base, self.first_map = map_base, first_map
+        self.replaces = False          # placed over the running object's maps (place)
         self.image, self.map_len = hw_layout(obj, dev.cores, meta_offset(dev), map_base,
                                              first_map)
         self.code, self.prog_no, self.spans = link_image(obj, self.entry, self.image)
@@ -1081,21 +1083,24 @@ class Loaded:
                               f"{', '.join(self.maps) or 'none'})")
         return m
 
-    def check_device(self) -> None:
-        """The device's descriptors must be the ones this object links to."""
+    def check_device(self, window: bool = True) -> None:
+        """The device's descriptors must be the ones this object links to (and with
+        `window`, MAP_LEN must cover its values)."""
         want = self.descriptors()
         got = self.dev.read(C.MAPDESC + 8 * self.first_map, 8 * len(want)) if want else []
         flat = [w & 0xFFFFFFFF for d in want for w in d]
         if got != flat or self.dev.reg(C.R_NMAPS) < self.first_map + len(want) or \
-                self.dev.reg(C.R_MAP_LEN) < self.map_len:
+                window and self.dev.reg(C.R_MAP_LEN) < self.map_len:
             raise TargetError(f"{self.dev.url}: the device's map descriptors do not match "
                               f"{self.obj.path}; load it again")
 
 
-def place(dev: Device, obj, prog: str | None, live: dict | None) -> Loaded:
+def place(dev: Device, obj, prog: str | None, live: dict | None,
+          replace: bool = False) -> Loaded:
     """The object linked beside the running one (`live`, its load record): its maps in map
     memory and its descriptors where the running program's are not, at 0 when they fit
-    below, else just above. A LoadError when they do not fit beside."""
+    below, else just above. When they do not fit beside: a LoadError, or with `replace` the
+    object at 0 (install then loads it in the running one's place)."""
     from bpfpga.errors import LoadError
     trial = Loaded(dev, obj, prog)
     size, n = trial.image.size, len(trial.image.regions)
@@ -1107,6 +1112,9 @@ def place(dev: Device, obj, prog: str | None, live: dict | None) -> Loaded:
     fm = 0 if n <= fb else fe
     end = meta_offset(dev)
     if mb + size > end or fm + n > dev.max_maps:
+        if replace:
+            trial.replaces = True
+            return trial
         raise LoadError(f"{obj.path}: its maps ({n} maps, {size} bytes) do not fit beside those "
                         f"of the running program ({live.get('nmaps', 0)} maps, {le - lb} bytes; "
                         f"the engine has {dev.max_maps} maps, {end} bytes): load a program "
@@ -1145,7 +1153,8 @@ def check_capabilities(dev: Device, obj) -> None:
 
 
 def install(dev: Device, obj, prog: str | None = None, entries: dict | None = None,
-            budget: int | None = None, meta_extra: dict | None = None) -> Loaded:
+            budget: int | None = None, meta_extra: dict | None = None,
+            replace: bool = False) -> Loaded:
     """Load an object onto a device without stopping it: link it beside the running object
     (place), stage its program and check its CRC, write its maps into map memory the running
     program does not use (cleared, then global data, program arrays, `entries` as from
@@ -1154,7 +1163,12 @@ def install(dev: Device, obj, prog: str | None = None, entries: dict | None = No
     slot; then one keyed COMMIT switches program, maps and record at once, between packets.
     The engine is never paused: a failure at any byte before the commit leaves the old
     program running with its maps as they were (the error says so); after it, the new one
-    with its maps complete."""
+    with its maps complete.
+
+    An object whose maps do not fit beside the running object's is refused (LoadError), or
+    with `replace` (the rtl and board targets, which own the engine for their run) loaded in
+    its place with the engine paused: a failure then says the old program's maps may be
+    spoiled."""
     import hashlib
     import os
     from bpfpga import memmap
@@ -1171,7 +1185,9 @@ def install(dev: Device, obj, prog: str | None = None, entries: dict | None = No
     ld = None
     try:
         slot, live = live_record(dev)
-        ld = place(dev, obj, prog, live)
+        ld = place(dev, obj, prog, live, replace)
+        if ld.replaces:
+            dev.pause()
         want = _want(ld, entries or {})
         n = len(ld.image.regions)
         dev.stage_program(ld.code)
@@ -1186,7 +1202,7 @@ def install(dev: Device, obj, prog: str | None = None, entries: dict | None = No
             if nmaps0 < ld.first_map + n:
                 dev.set_reg(C.R_NMAPS, ld.first_map + n, verify=True)
             try:
-                ld.check_device() if descs else None
+                ld.check_device(window=False) if descs else None
                 break
             except TargetError:
                 continue
@@ -1212,16 +1228,23 @@ def install(dev: Device, obj, prog: str | None = None, entries: dict | None = No
         if _stable(lambda: dev.reg(C.R_BUDGET), url=dev.url) != budget:
             dev.set_reg(C.R_BUDGET, budget, verify=True)
         dev.commit_program(ld.code)
+        if ld.replaces:
+            dev.resume()
     except TargetError as e:
+        if ld is not None and ld.replaces:
+            with contextlib.suppress(TargetError):
+                dev.resume()
+            raise TargetError(f"{e}; {_state(dev, ld)} (loaded in its place: they may be "
+                              f"spoiled)") from None
         raise TargetError(f"{e}; {_state(dev, ld)}") from None
     # committed: the rest tidies up; the new program runs with its maps complete either way
     try:
         dev.set_reg(C.R_MAP_LEN, ld.map_len, verify=True)
         dev.set_reg(C.R_NMAPS, ld.first_map + n, verify=True)
-        dev.control(clear=True)
+        dev.control(enable=True, clear=True)
     except TargetError as e:
-        raise TargetError(f"{e}; {obj.path} is committed and runs with its maps verified "
-                          f"(its counters may not be cleared)") from None
+        raise TargetError(f"{e}; {obj.path} is committed with its maps verified (the engine "
+                          f"may not be enabled, its counters not cleared)") from None
     return ld
 
 

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import time
 
+from bpfpga.host.transport import FaultyPort
+
 KINDS = ("cut", "drop", "corrupt", "delay")
 
 
-class CountPort:
+class CountPort(FaultyPort):
+    """A port that only counts the bytes each way (a FaultyPort without faults)."""
+
     def __init__(self, port):
-        self.port = port
+        super().__init__(port)
         self.sent = 0
         self.received = 0
 
@@ -34,20 +38,6 @@ class CountPort:
         data = self.port.read(n)
         self.received += len(data)
         return data
-
-    def reset_input_buffer(self) -> None:
-        self.port.reset_input_buffer()
-
-    def close(self) -> None:
-        self.port.close()
-
-    @property
-    def timeout(self):
-        return self.port.timeout
-
-    @timeout.setter
-    def timeout(self, value) -> None:
-        self.port.timeout = value
 
 
 class FaultAt(CountPort):

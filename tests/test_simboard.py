@@ -225,7 +225,7 @@ def test_faulty_link_never_commits_corruption(tmp_path, monkeypatch):
     import zlib
 
     from bpfpga.hdl import control as C
-    from bpfpga.host.device import Device, Loaded, install, open_loaded
+    from bpfpga.host.device import Device, install, live_record, open_loaded, place
     raw = json.loads((LB / "maps.json").read_text())
     sub = {n: raw[n] for n in ("lb_config", "vip_map", "backends")}
     (tmp_path / "sub.json").write_text(json.dumps(sub))
@@ -236,15 +236,16 @@ def test_faulty_link_never_commits_corruption(tmp_path, monkeypatch):
         clean = Device(board.url, timeout=10)
         # a different program first, so that "the old program" is a known one
         old = install(clean, load_object(str(ROOT / "examples" / "pass" / "pass.o")))
-        lb = Loaded(clean, load_object(str(LB / "lb.o")))        # what a load must commit
-        slots = {zlib.crc32(old.code) & 0xFFFFFFFF: len(old.code) // 8,
-                 zlib.crc32(lb.code) & 0xFFFFFFFF: len(lb.code) // 8}
-        lb_crc = zlib.crc32(lb.code) & 0xFFFFFFFF
+        slots = {zlib.crc32(old.code) & 0xFFFFFFFF: len(old.code) // 8}
         refused0 = clean.guard()[1:]
         clean.close()
         for seed, drop, corrupt in ((1, 0.0, 0.001), (2, 0.0005, 0.0), (3, 0.0005, 0.001),
                                     (4, 0.05, 0.05)):
             clean = Device(board.url, timeout=10)
+            # what this load must commit: lb linked beside the running object
+            lb = place(clean, load_object(str(LB / "lb.o")), None, live_record(clean)[1])
+            lb_crc = lb.crc
+            slots[lb_crc] = len(lb.code) // 8
             before = clean.reg(C.R_PROG_CRC)
             assert before in slots
             dev = fp = None
@@ -273,29 +274,32 @@ def test_faulty_link_never_commits_corruption(tmp_path, monkeypatch):
                 assert clean.staged_crc(len(lb.code) // 8) == lb_crc
                 _check_maps(clean, ld, entries)
             elif now != before:
-                # committed, then failed after its commit (the load record): the maps were
+                # committed, then failed after its commit (confirming it): the maps were
                 # verified before the commit
-                assert now == lb_crc
-                # lb's layout read through this session's clean link (lb's own Device is closed)
-                _check_maps(clean, Loaded(clean, load_object(str(LB / "lb.o"))), entries)
+                ld, meta = open_loaded(clean)
+                assert now == ld.crc
+                _check_maps(clean, ld, entries)
+            # never paused: a failed load leaves the engine running
+            assert clean.reg(C.R_CTRL) & C.CTRL_ENABLE
             clean.close()
-        # the branch above on purpose: lb commits, then its load record fails to write
+        # a load whose record cannot be written fails before its commit: the old program
+        # runs on, enabled, with its maps as they were
         from bpfpga.host import device as device_mod
         clean = Device(board.url, timeout=10)
         install(clean, load_object(str(ROOT / "examples" / "pass" / "pass.o")))
+        before = clean.reg(C.R_PROG_CRC)
         write_meta = device_mod.write_meta
 
-        def no_record(dev, meta, retries=3):
+        def no_record(dev, slot, meta, retries=3):
             if meta is not None:
                 raise TargetError(f"{dev.url}: could not record the loaded object on the device")
-            write_meta(dev, meta, retries)
+            write_meta(dev, slot, meta, retries)
         monkeypatch.setattr(device_mod, "write_meta", no_record)
-        with pytest.raises(TargetError, match="is committed and its maps verified"):
+        with pytest.raises(TargetError, match="the old program is running, with its maps as"):
             install(clean, load_object(str(LB / "lb.o")), entries=entries)
         monkeypatch.undo()
-        assert clean.reg(C.R_PROG_CRC) == lb_crc
-        assert not clean.reg(C.R_CTRL) & C.CTRL_ENABLE         # left paused, as it says
-        _check_maps(clean, Loaded(clean, load_object(str(LB / "lb.o"))), entries)
+        assert clean.reg(C.R_PROG_CRC) == before
+        assert clean.reg(C.R_CTRL) & C.CTRL_ENABLE
         refused = [(a - b) & 0xFF for a, b in zip(clean.guard()[1:], refused0)]
         clean.close()
     finally:
