@@ -102,8 +102,10 @@ def campaign(url: str, trials: int, ops=("load", "update"), kinds=None, log=prin
             n_ok = sum(r["good"] for r in res)
             states = {s: sum(r["state"] == s for r in res) for s in ("old", "new", "updated")}
             fails = sum(r["error"] is not None for r in res)
+            fired = sum(bool(r["fired"]) for r in res)
             log(f"{op} {kind:8} {n_ok}/{trials} good; {fails} failed with an error; "
-                f"after: {states}; {time.time() - t0:.0f} s")
+                f"after: {states}; the fault fell inside the operation in {fired}; "
+                f"{time.time() - t0:.0f} s")
             out += res
     return out
 

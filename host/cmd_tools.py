@@ -145,8 +145,8 @@ def demo_cmd(ctx, target):
     click.echo(f"bpfpga demo: examples/lb/lb.o (L4 load balancer) on the {target} target, "
                f"maps from examples/lb/maps.json, packets from examples/lb/traffic.pcap")
     ctx.invoke(run_cmd, obj=str(ex / "lb.o"), prog=None, maps_json=str(ex / "maps.json"),
-               map_size=(), target=target, pcap_in=str(ex / "traffic.pcap"), out=None,
-               as_json=False, quiet=True)
+               map_size=(), target=target, device=None, pcap_in=str(ex / "traffic.pcap"),
+               out=None, as_json=False, quiet=True)
 
 
 def register(group: click.Group) -> None:

@@ -149,5 +149,9 @@ def test_link_faults_short(board):
     res = campaign(board.url, 2)
     bad = [r for r in res if not r["good"]]
     assert not bad, bad
-    assert all(r["fired"] for r in res)
-    assert {r["kind"] for r in res} == {"cut", "drop", "corrupt", "delay"}
+    # the fault lands inside the operation (a run placed elsewhere may carry fewer bytes
+    # than the counted one, so a fault near the end can miss it)
+    for op in ("load", "update"):
+        for kind in ("cut", "drop", "corrupt", "delay"):
+            assert any(r["fired"] for r in res if (r["op"], r["kind"]) == (op, kind)), \
+                (op, kind)

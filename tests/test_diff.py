@@ -130,7 +130,7 @@ def test_runts_ran_on_ref_after_the_snapshot(objs):
     """The deferred frames still run on the targets that take them: the reference machine's
     final counter for class 0 (< 14 bytes) holds every runt."""
     from bpfpga.compiler.elf import load_object
-    from bpfpga.host.cmd_xdp import compare_targets
+    from bpfpga.host.diff import compare_targets
     from bpfpga.sim import pcap
     from bpfpga.sim.xdp import XdpRef
     pk, n = with_runts(pcap.read(REPO / "examples/pass/traffic.pcap")[:100])
@@ -191,7 +191,7 @@ def test_oracle_clocks_disagree_on_the_rate():
     of windows differ (one oracle stays inside one second, one crosses a boundary at every
     packet, one crosses one boundary at the kernel's pace)."""
     from bpfpga.compiler.elf import load_object
-    from bpfpga.host.cmd_xdp import _oracle
+    from bpfpga.host.diff import _oracle
     o = load_object(str(bpfobjs.build_all()["connrate"]))
     oracle = _oracle(o, None, None)
     pk = conn_traffic(300)
@@ -212,7 +212,7 @@ def test_masking_still_reports_a_real_divergence(kernel, objs):
     """A difference that does not depend on time (a port counter changed on one target) is
     reported, and only that: the time-dependent rate counter stays masked."""
     from bpfpga.compiler.elf import load_object
-    from bpfpga.host.cmd_xdp import _oracle, compare_targets
+    from bpfpga.host.diff import _oracle, compare_targets
     from bpfpga.host.kernel import KernelTarget
     from bpfpga.sim.xdp import XdpRef
     o = load_object(str(objs["connrate"]))
