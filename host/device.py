@@ -1169,7 +1169,6 @@ def install(dev: Device, obj, prog: str | None = None, entries: dict | None = No
     with `replace` (the rtl and board targets, which own the engine for their run) loaded in
     its place with the engine paused: a failure then says the old program's maps may be
     spoiled."""
-    import hashlib
     import os
     from bpfpga import memmap
     from bpfpga.errors import LoadError
@@ -1213,7 +1212,7 @@ def install(dev: Device, obj, prog: str | None = None, entries: dict | None = No
         _final_check(ld, want)
         seq = (live or {}).get("seq", 0) + 1
         meta = {"object": os.path.abspath(obj.path),
-                "sha256": hashlib.sha256(open(obj.path, "rb").read()).hexdigest(),
+                "sha256": _sha256(obj.path),
                 "program": ld.entry.name, "section": ld.entry.section,
                 "slots": len(ld.code) // 8, "maps": list(ld.maps),
                 "map_base": ld.map_base, "map_end": ld.map_base + ld.image.size,
@@ -1248,6 +1247,16 @@ def install(dev: Device, obj, prog: str | None = None, entries: dict | None = No
     return ld
 
 
+def _sha256(path) -> str | None:
+    """The object file's SHA-256; None for an object built in memory (an assembled test
+    program: map commands cannot re-link it, its record still names what runs)."""
+    import hashlib
+    try:
+        return hashlib.sha256(open(path, "rb").read()).hexdigest()
+    except OSError:
+        return None
+
+
 def _state(dev: Device, ld) -> str:
     """What a failed load left, for its error: the engine's program, read if the link allows."""
     try:
@@ -1277,7 +1286,7 @@ def open_loaded(dev: Device) -> tuple[Loaded, dict]:
     except OSError as e:
         raise TargetError(f"{dev.url} runs {path}, which this host cannot read "
                           f"({e.strerror}); maps need the object's layout") from None
-    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+    if meta.get("sha256") is None or hashlib.sha256(data).hexdigest() != meta["sha256"]:
         raise TargetError(f"{path} changed since it was loaded onto {dev.url}; load it again")
     obj = load_object(path, map_sizes=meta.get("map_sizes") or {})
     ld = Loaded(dev, obj, meta["program"], meta.get("map_base", 0), meta.get("first_map", 0))
