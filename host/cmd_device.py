@@ -437,7 +437,7 @@ def show_loaded(url: str, timeout: float, as_json: bool) -> None:
     else:
         click.echo(f"{d['name']}  section {d['section']}  {d['slots']} slots  "
                    f"{'running' if d['enabled'] else 'paused'}\n"
-                   f"  object {d['object']} (sha256 {(d['sha256'] or 'none (built in memory)')[:16]}...)\n"
+                   f"  object {d['object']} (sha256 {(d['sha256'] or 'none')[:16]}...)\n"
                    f"  committed image CRC-32 {d['crc']} (checked by the engine)\n"
                    f"  loaded {d['loaded_at']}  budget {d['budget']} insns  "
                    f"maps: {', '.join(d['map_names']) or 'none'}")
