@@ -146,9 +146,14 @@ class Device:
                           f"times (bad link?)")
 
     def read(self, addr: int, n: int) -> list[int]:
-        if n <= 0:
-            return []
-        return self.t.read(self.base + addr, n)
+        """Words at a word address, a burst (MAX_BURST words) per request: each request is
+        retried on its own, so on a noisy link a long read (a whole map read back) costs a
+        burst per fault, not the whole read (a 16 KiB read at 0.05 % byte drops never once
+        came back whole)."""
+        out: list[int] = []
+        for i in range(0, max(n, 0), MAX_BURST):
+            out += self.t.read(self.base + addr + i, min(MAX_BURST, n - i))
+        return out
 
     def reg(self, r: int) -> int:
         return self.read(C.REGS + r, 1)[0]
