@@ -203,29 +203,34 @@ class Device:
     @contextlib.contextmanager
     def paused(self):
         """The engine paused for the block (map operations of the host), enabled again after
-        it, also when the block or the pause itself fails and the link still works; when it
-        does not, the error says the engine may be left paused."""
+        it, also when the block or the pause itself fails and the link still works or can be
+        opened again (a cut connection); when it cannot, the error says the engine may be
+        left paused."""
         try:
             self.pause()
             yield
         except BaseException as e:
-            try:
-                try:
-                    self.resume()
-                except TargetError:
-                    # a cut connection: open it again to enable the engine (a link that
-                    # is down for good cannot)
-                    if not self.reopen():
-                        raise
-                    time.sleep(0.15)
-                    self.resume()
-            except TargetError:
-                if isinstance(e, TargetError):
-                    raise TargetError(f"{e}; the engine may be left paused (the link failed: "
-                                      f"`bpfpga stats` shows it, a load or map command "
-                                      f"enables it)") from None
+            self._enable_again(e)
             raise
-        self.resume()
+        self._enable_again(None)
+
+    def _enable_again(self, failed: BaseException | None) -> None:
+        try:
+            try:
+                self.resume()
+            except TargetError:
+                if not self.reopen():
+                    raise
+                time.sleep(0.15)          # the bridge's parser resets after 100 ms idle
+                self.resume()
+        except TargetError as e:
+            if failed is not None and not isinstance(failed, TargetError):
+                return                    # the block's own exception goes on
+            first = failed if failed is not None else e
+            done = "" if failed is not None else " after the operation was done"
+            raise TargetError(f"{first}; the engine may be left paused (the link failed"
+                              f"{done}: `bpfpga stats` shows it, a load or map command "
+                              f"enables it)") from None
 
     def counters(self) -> list[int]:
         return self.read(C.COUNTERS, C.N_COUNTERS)
