@@ -130,16 +130,18 @@ def _dumps(ld) -> dict:
                        url=ld.dev.url) for n, dm in ld.maps.items()}
 
 
-def _faulty(url: str, kind: str, at: int, direction: str, timeout: float):
+def _faulty_port(url: str, kind: str, at: int, direction: str, timeout: float):
     import serial
+    raw = serial.serial_for_url(url, timeout=timeout)
+    return FaultAt(raw, kind, at, direction) if kind != "count" else CountPort(raw)
 
+
+def _device(url: str, port, timeout: float):
     from bpfpga.host.device import Device
     from bpfpga.host.transport import UartBridge
-    port = FaultAt(serial.serial_for_url(url, timeout=timeout), kind, at, direction) \
-        if kind != "count" else CountPort(serial.serial_for_url(url, timeout=timeout))
     # after a cut, the host may connect again (a second connection is clean)
     return Device(transport=UartBridge(url, timeout=timeout, retries=8, port=port),
-                  timeout=10, reopen=lambda: UartBridge(url, timeout=timeout, retries=8)), port
+                  timeout=10, reopen=lambda: UartBridge(url, timeout=timeout, retries=8))
 
 
 def trial(url: str, op: str, kind: str, at: int, direction: str = "tx", obj_path=None,
@@ -169,7 +171,8 @@ def trial(url: str, op: str, kind: str, at: int, direction: str = "tx", obj_path
     dev = port = None
     err = None
     try:
-        dev, port = _faulty(url, kind, at, direction, timeout)
+        port = _faulty_port(url, kind, at, direction, timeout)
+        dev = _device(url, port, timeout)
         if op == "load":
             install(dev, load_object(str(obj_path)), entries=entries)
         else:
