@@ -100,15 +100,36 @@ def _definition(p: Path, name: str, d: dict) -> MapDef:
     return MapDef(name, mtype, *vals, section=USER_SECTION)
 
 
+@dataclass
+class Typed:
+    """A key or value given in its BTF type (not hex): resolved against the object by
+    :func:`resolve` (compiler/btfvalue.py)."""
+    data: object
+
+
+def _kv(v, where):
+    """Hex text as bytes (as before); anything else (a JSON object, list, number, other
+    text: an address, an enumerator) for the object's BTF types to resolve."""
+    if isinstance(v, str):
+        h = v.replace(" ", "")
+        if len(h) % 2 == 0 and all(c in "0123456789abcdefABCDEF" for c in h):
+            return bytes.fromhex(h)
+    if isinstance(v, (dict, list, str, int, float, bool)):
+        return Typed(v)
+    raise LoadError(f"{where}: expected hex or a value of the map's BTF type, not {v!r}")
+
+
 def _entry(p: Path, name: str, i: int, e) -> tuple[bytes, object]:
     where = f"{p}: map '{name}' entry {i}"
     if not isinstance(e, dict) or "key" not in e:
         raise LoadError(f"{where}: expected {{\"key\": HEX, \"value\": HEX}}")
-    key = _hex(e["key"], where)
+    key = _kv(e["key"], where)
     if "value" in e:
-        val = _hex(e["value"], where)
+        val = _kv(e["value"], where)
     elif "values" in e:
-        val = [_hex(v, where) for v in e["values"]]
+        if not isinstance(e["values"], list):
+            raise LoadError(f"{where}: 'values' must be a list (one value per CPU)")
+        val = [_kv(v, where) for v in e["values"]]
     elif "prog" in e:
         val = ("prog", str(e["prog"]))
     elif "map" in e:
@@ -116,6 +137,36 @@ def _entry(p: Path, name: str, i: int, e) -> tuple[bytes, object]:
     else:
         raise LoadError(f"{where}: no value")
     return key, val
+
+
+def resolve(obj: BpfObject, entries: dict, path: str = "maps.json") -> dict:
+    """The entries with every typed key and value (:class:`Typed`) turned into bytes by the
+    object's BTF types of its map; errors name the entry and the field."""
+    from bpfpga.compiler.btfvalue import MapTypes
+    maps = {m.name: m for m in obj.maps}
+    out = {}
+    for name, lst in entries.items():
+        md = maps.get(name)
+        if md is None or not any(_has_typed(k) or _has_typed(v) for k, v in lst):
+            out[name] = lst
+            continue
+        mt = MapTypes.of(obj, md)
+        res = []
+        for i, (k, v) in enumerate(lst):
+            ctx = f"{path}: entry {i}"
+            if isinstance(k, Typed):
+                k = mt.key(k.data, ctx)
+            if isinstance(v, Typed):
+                v = mt.value(v.data, ctx)
+            elif isinstance(v, list):
+                v = [mt.value(x.data, ctx) if isinstance(x, Typed) else x for x in v]
+            res.append((k, v))
+        out[name] = res
+    return out
+
+
+def _has_typed(v) -> bool:
+    return isinstance(v, Typed) or isinstance(v, list) and any(isinstance(x, Typed) for x in v)
 
 
 def prepare(obj: BpfObject, mf: MapsFile) -> BpfObject:
@@ -137,9 +188,13 @@ def prepare(obj: BpfObject, mf: MapsFile) -> BpfObject:
                           if isinstance(v, tuple) and v[0] == "map" and v[1] in mf.defs), None)
             if first is not None:
                 m.inner = inner_template(mf.defs[first], m.name)
-        if is_frozen(m) and m.name in mf.entries:
-            m.data = frozen_bytes(mf.path, m, mf.entries[m.name])
-    return dataclasses.replace(obj, maps=maps)
+    out = dataclasses.replace(obj, maps=maps)
+    frozen = {m.name: m for m in maps if is_frozen(m) and m.name in mf.entries}
+    if frozen:
+        ents = resolve(out, {n: mf.entries[n] for n in frozen}, mf.path)
+        for n, m in frozen.items():
+            m.data = frozen_bytes(mf.path, m, ents[n])
+    return out
 
 
 def frozen_bytes(path: str, md: MapDef, entries: list) -> bytes:

@@ -42,17 +42,40 @@ def open_device(url: str, timeout: float):
     return Device(url, timeout=timeout)
 
 
-def _hex(s: str, what: str) -> bytes:
-    try:
-        return bytes.fromhex(s.replace(" ", "").replace(":", ""))
-    except ValueError:
-        raise BpfpgaError(f"{what} '{s}' is not hex") from None
-
-
 def _val_json(v):
     if isinstance(v, list):
         return {"values": [bytes(x).hex() for x in v]}
     return {"value": bytes(v).hex()}
+
+
+def _types(ld, m):
+    from bpfpga.compiler.btfvalue import MapTypes
+    return MapTypes.of(ld.obj, m.md)
+
+
+def _row(mt, k, v) -> dict:
+    """An entry as `bpftool map dump -j` gives it with BTF: hex, and "formatted" in the
+    map's BTF types when the object has them."""
+    r = {"key": bytes(k).hex(), **_val_json(v)}
+    if mt.typed:
+        f = {}
+        if mt.key_tid:
+            f["key"] = mt.show_key(k)
+        if mt.value_tid:
+            f["values" if isinstance(v, list) else "value"] = \
+                [mt.show_value(x) for x in v] if isinstance(v, list) else mt.show_value(v)
+        r["formatted"] = f
+    return r
+
+
+def _row_text(r: dict) -> str:
+    f = r.get("formatted", {})
+    k = json.dumps(f["key"]) if "key" in f else r["key"]
+    if "value" in f or "values" in f:
+        v = json.dumps(f.get("value", f.get("values")))
+    else:
+        v = r.get("value") or " ".join(r["values"])
+    return f"key: {k}  value: {v}"
 
 
 def _out(as_json: bool, data, text: str) -> None:
@@ -176,8 +199,9 @@ def register(group: click.Group) -> None:
             mf = mapsjson.read(maps_json)
             o = mapsjson.prepare(o, mf)
             names = {m.name: m for m in o.maps}
-            entries = {n: lst for n, lst in mf.entries.items()
-                       if n not in names or not is_frozen(names[n])}
+            entries = mapsjson.resolve(o, {n: lst for n, lst in mf.entries.items()
+                                           if n not in names or not is_frozen(names[n])},
+                                       maps_json)
         dev = open_device(device, timeout)
         try:
             t0 = time.time()
@@ -229,11 +253,11 @@ def register(group: click.Group) -> None:
     def map_dump(dev, ld, as_json, name):
         """Every entry of map NAME (as maps.json lists them)."""
         m = ld.map(name)
+        mt = _types(ld, m)
         ents = _paused(dev, m.dump)
-        rows = [{"key": bytes(k).hex(), **_val_json(v)} for k, v in ents]
-        _out(as_json, rows, "\n".join(
-            f"key: {r['key']}  value: {r.get('value') or ' '.join(r['values'])}"
-            for r in rows) + f"\nFound {len(rows)} element(s)")
+        rows = [_row(mt, k, v) for k, v in ents]
+        _out(as_json, rows, "\n".join(_row_text(r) for r in rows) +
+             f"\nFound {len(rows)} element(s)")
 
     @map_.command("lookup")
     @click.argument("name")
@@ -241,15 +265,16 @@ def register(group: click.Group) -> None:
     @device_options
     @with_map
     def map_lookup(dev, ld, as_json, name, key):
-        """The value of KEY (hex) in map NAME."""
+        """The value of KEY in map NAME (hex, or JSON / text in the key's BTF type)."""
         from bpfpga.host.device import ENOENT, MapError
         m = ld.map(name)
-        v = _paused(dev, lambda: m.lookup(_hex(key, "key")))
+        mt = _types(ld, m)
+        k = mt.key(key)
+        v = _paused(dev, lambda: m.lookup(k))
         if v is None:
             raise MapError(ENOENT, f"map '{name}': no such key {key}")
-        _out(as_json, {"key": _hex(key, "key").hex(), **_val_json(v)},
-             f"key: {_hex(key, 'key').hex()}  value: "
-             f"{bytes(v).hex() if not isinstance(v, list) else ' '.join(x.hex() for x in v)}")
+        r = _row(mt, k, v)
+        _out(as_json, r, _row_text(r))
 
     @map_.command("update")
     @click.argument("name")
@@ -260,15 +285,17 @@ def register(group: click.Group) -> None:
     @device_options
     @with_map
     def map_update(dev, ld, as_json, name, key, value, flags):
-        """Set KEY (hex) to VALUE (hex; for a program array a program name) in map NAME; the
-        entry is read back before the engine resumes."""
+        """Set KEY to VALUE in map NAME (hex, or JSON / text in the map's BTF types, e.g.
+        '{"vip": "10.0.0.1", "port": 80}'; for a program array a program name); the entry
+        is read back before the engine resumes."""
         from bpfpga.host.device import verified_update
         m = ld.map(name)
-        k = _hex(key, "key")
+        mt = _types(ld, m)
+        k = mt.key(key)
         if m.md.type == 3 and value in ld.prog_no:
             v = ld.prog_no[value] + 1
         else:
-            v = _hex(value, "value")
+            v = mt.value(value)
         fl = {"any": 0, "noexist": 1, "exist": 2}[flags]
         _paused(dev, lambda: verified_update(m, k, v, fl))
         _out(as_json, {"map": name, "key": k.hex(), "updated": True},
@@ -280,9 +307,9 @@ def register(group: click.Group) -> None:
     @device_options
     @with_map
     def map_delete(dev, ld, as_json, name, key):
-        """Delete KEY (hex) from map NAME."""
+        """Delete KEY (hex, or JSON / text in the key's BTF type) from map NAME."""
         m = ld.map(name)
-        k = _hex(key, "key")
+        k = _types(ld, m).key(key)
 
         def go():
             m.delete(k)

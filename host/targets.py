@@ -36,6 +36,8 @@ def apply_maps(target: Target, obj: BpfObject, entries: dict) -> int:
 
 
 def _apply_maps(target: Target, obj: BpfObject, entries: dict) -> int:
+    from bpfpga.compiler.mapsjson import resolve
+    entries = resolve(obj, entries)
     n = 0
     names = {m.name: m for m in obj.maps}
     for name, lst in entries.items():
