@@ -170,8 +170,9 @@ def register(group: click.Group) -> None:
                                   f"{', '.join(p.section for p in o.programs)})")
         entries = None
         if maps_json:
-            from bpfpga.compiler.mapsjson import load as load_maps
+            from bpfpga.compiler.mapsjson import check, load as load_maps
             entries = load_maps(maps_json)
+            check(o, entries)
         dev = open_device(device, timeout)
         try:
             t0 = time.time()

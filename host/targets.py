@@ -29,6 +29,9 @@ def apply_maps(target: Target, obj: BpfObject, entries: dict) -> int:
     """Load maps.json entries (bpfpga.compiler.mapsjson.load) into a target; returns the
     number of entries written."""
     import contextlib
+
+    from bpfpga.compiler.mapsjson import check
+    check(obj, entries)
     batch = getattr(target, "batch", None)
     with batch() if batch is not None else contextlib.nullcontext():
         return _apply_maps(target, obj, entries)
