@@ -19,7 +19,7 @@ import time
 
 import click
 
-from bpfpga.errors import BpfpgaError, TargetError
+from bpfpga.errors import BpfpgaError, TargetError, escape
 
 VERDICTS = ["XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT"]
 
@@ -334,7 +334,7 @@ def register(group: click.Group) -> None:
                         click.echo(json.dumps({**rec, "text": text}))
                     else:
                         click.echo(f"[{rec['core']:03d}] {rec['ktime'] / 1e9:.9f}: frame "
-                                   f"{rec['seq']}: {text}")
+                                   f"{rec['seq']}: {escape(text)}")
                 if follow is None:
                     break
                 time.sleep(follow)
