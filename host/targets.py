@@ -41,10 +41,7 @@ def _apply_maps(target: Target, obj: BpfObject, entries: dict) -> int:
     n = 0
     names = {m.name: m for m in obj.maps}
     for name, lst in entries.items():
-        md = names.get(name)
-        if md is None:
-            raise BpfpgaError(f"maps.json names map '{name}', which the object does not have "
-                              f"(maps: {', '.join(names)})")
+        md = names[name]            # mapsjson.check (apply_maps) refused unknown names
         for key, val in lst:
             if isinstance(val, tuple):
                 kind, what = val
