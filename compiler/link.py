@@ -63,6 +63,32 @@ class Image:
             raise LoadError(f"no map named '{name}' in {self.obj.path}") from None
 
 
+# the kernel's map_alloc_check rules for the sizes of a map (kernel/bpf/arraymap.c, hashtab.c,
+# devmap.c): type -> (key_size or None for any non-zero, value_size or None for any non-zero)
+_ARRAYS = {2: (4, None), 6: (4, None), 3: (4, (4,)), 12: (4, (4,)), 14: (4, (4, 8)),
+           25: (4, (4, 8)), 13: (None, (4,))}
+
+
+def check_map(md: MapDef) -> None:
+    """Refuse a map the kernel's BPF_MAP_CREATE refuses for its sizes (EINVAL), with one line
+    naming it: the same object must be refused on every target."""
+    key, values = _ARRAYS.get(md.type, (None, None))
+    why = None
+    if md.max_entries <= 0 and md.data is None:
+        why = "max_entries 0"
+    elif key is not None and md.key_size != key:
+        why = f"key_size {md.key_size} (the kernel requires {key})"
+    elif key is None and md.key_size <= 0:
+        why = "key_size 0"
+    elif values is not None and md.value_size not in values:
+        why = f"value_size {md.value_size} (the kernel requires " \
+              f"{' or '.join(map(str, values))})"
+    elif md.value_size <= 0:
+        why = "value_size 0"
+    if why:
+        raise LoadError(f"map '{md.name}' ({md.type_name}): {why}; the kernel refuses it")
+
+
 def value_slots(md: MapDef) -> int:
     """Value slots a map needs: map-in-map and PROG_ARRAY store handles, not values."""
     return max(md.max_entries, 1)
@@ -97,6 +123,7 @@ def layout(obj: BpfObject, ncpus: int = 1, map_size: int = memmap.MAP_SIZE,
         return r
 
     for md in obj.maps:
+        check_map(md)
         add(md, md.name)
     # inner map instances named by map-in-map slots are ordinary maps of the object; a
     # map-in-map whose slots the host fills later gets its inner maps from the host.
@@ -143,6 +170,7 @@ def hw_layout(obj: BpfObject, ncpus: int, map_size: int) -> tuple[Image, int]:
     img = Image(obj, ncpus=ncpus)
     addr = memmap.MAP_BASE
     for md in obj.maps:
+        check_map(md)
         if md.type not in HW_TYPES:
             raise LoadError(f"map '{md.name}': map type {md.type_name} is not supported by "
                             f"the hardware engine")

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bpfpga.errors import LoadError
-from bpfpga.obj import MAP_IN_MAP_TYPES, MAP_TYPE_NAMES, SUPPORTED_MAP_TYPES, BpfObject, \
-    MapDef, is_frozen
+from bpfpga.obj import BPF_MAP_TYPE_PROG_ARRAY, MAP_IN_MAP_TYPES, MAP_TYPE_NAMES, \
+    SUPPORTED_MAP_TYPES, BpfObject, MapDef, is_frozen
 
 USER_SECTION = "maps.json"      # MapDef.section of the maps a maps.json defines
 DEF_KEYS = ("type", "key_size", "value_size", "max_entries", "map_flags", "entries")
@@ -41,11 +41,16 @@ class MapsFile:
     defs: dict         # map name -> MapDef, the maps it defines
 
 
-def _hex(s, where):
-    try:
-        return bytes.fromhex(str(s).replace(" ", ""))
-    except ValueError:
-        raise LoadError(f"{where}: '{s}' is not hex") from None
+def _show(v, limit: int = 40) -> str:
+    """A value from the file, short enough for a one-line error."""
+    s = v if isinstance(v, str) else json.dumps(v)
+    return s if len(s) <= limit else s[:limit] + f"... ({len(s)} characters)"
+
+
+def _name(v, what, where) -> str:
+    if not isinstance(v, str) or not v:
+        raise LoadError(f"{where}: \"{what}\" takes a {what} name, not {_show(v)}")
+    return v
 
 
 def load(path: str | Path) -> dict[str, list[tuple[bytes, object]]]:
@@ -56,11 +61,18 @@ def load(path: str | Path) -> dict[str, list[tuple[bytes, object]]]:
 def read(path: str | Path) -> MapsFile:
     p = Path(path)
     try:
-        data = json.loads(p.read_text())
+        raw = p.read_bytes()
     except OSError as e:
         raise LoadError(f"{p}: cannot read: {e.strerror}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise LoadError(f"{p}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset "
+                        f"{e.start})") from None
     except json.JSONDecodeError as e:
         raise LoadError(f"{p}: invalid JSON: {e}") from None
+    except RecursionError:
+        raise LoadError(f"{p}: JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise LoadError(f"{p}: expected an object mapping map names to entry lists")
     out: dict[str, list] = {}
@@ -116,7 +128,7 @@ def _kv(v, where):
             return bytes.fromhex(h)
     if isinstance(v, (dict, list, str, int, float, bool)):
         return Typed(v)
-    raise LoadError(f"{where}: expected hex or a value of the map's BTF type, not {v!r}")
+    raise LoadError(f"{where}: expected hex or a value of the map's BTF type, not {_show(v)}")
 
 
 def _entry(p: Path, name: str, i: int, e) -> tuple[bytes, object]:
@@ -127,13 +139,14 @@ def _entry(p: Path, name: str, i: int, e) -> tuple[bytes, object]:
     if "value" in e:
         val = _kv(e["value"], where)
     elif "values" in e:
-        if not isinstance(e["values"], list):
-            raise LoadError(f"{where}: 'values' must be a list (one value per CPU)")
+        if not isinstance(e["values"], list) or not e["values"]:
+            raise LoadError(f"{where}: \"values\" takes a list of values, one per CPU, "
+                            f"not {_show(e['values'])}")
         val = [_kv(v, where) for v in e["values"]]
     elif "prog" in e:
-        val = ("prog", str(e["prog"]))
+        val = ("prog", _name(e["prog"], "prog", where))
     elif "map" in e:
-        val = ("map", str(e["map"]))
+        val = ("map", _name(e["map"], "map", where))
     else:
         raise LoadError(f"{where}: no value")
     return key, val
@@ -207,3 +220,40 @@ def frozen_bytes(path: str, md: MapDef, entries: list) -> bytes:
         raise LoadError(f"{path}: map '{md.name}': value of {len(val)} bytes, the section has "
                         f"{md.value_size}")
     return val
+
+
+def check(obj: BpfObject, entries: dict, source: str = "maps.json") -> None:
+    """Refuse, before any target is written, entries the object cannot take: a map it does
+    not have, a key of the wrong size, a PROG_ARRAY slot that names no program of the object,
+    a map-of-maps slot that names no map, a program or map name in a map of plain values.
+    The same on every target (the kernel would refuse a wrong fd kind with EINVAL)."""
+    names = {m.name: m for m in obj.maps}
+    for name, lst in entries.items():
+        md = names.get(name)
+        if md is None:
+            raise LoadError(f"{source} names map '{name}', which the object does not have "
+                            f"(maps: {', '.join(names) or 'none'})")
+        for i, (key, val) in enumerate(lst):
+            where = f"{source}: map '{name}' ({md.type_name}) entry {i}"
+            if len(key) != md.key_size:
+                raise LoadError(f"{where}: key of {len(key)} bytes, the map's keys are "
+                                f"{md.key_size}")
+            kind, what = val if isinstance(val, tuple) else ("value", None)
+            if md.type == BPF_MAP_TYPE_PROG_ARRAY:
+                if kind != "prog":
+                    raise LoadError(f"{where}: a program slot takes \"prog\": NAME, not a "
+                                    f"{kind}")
+                try:
+                    obj.program(what)
+                except (KeyError, IndexError):
+                    raise LoadError(f"{where}: no program '{what}' in the object (programs: "
+                                    f"{', '.join(p.name for p in obj.programs)})") from None
+            elif md.type in MAP_IN_MAP_TYPES:
+                if kind != "map":
+                    raise LoadError(f"{where}: a map-of-maps slot takes \"map\": NAME, not a "
+                                    f"{kind}")
+                inner = names.get(what)
+                if inner is None or inner is md:
+                    raise LoadError(f"{where}: no inner map '{what}' in the object")
+            elif kind != "value":
+                raise LoadError(f"{where}: takes \"value\": HEX, not a {kind} name")

@@ -19,7 +19,7 @@ import time
 
 import click
 
-from bpfpga.errors import BpfpgaError, TargetError
+from bpfpga.errors import BpfpgaError, TargetError, escape
 
 VERDICTS = ["XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT"]
 
@@ -202,6 +202,7 @@ def register(group: click.Group) -> None:
             entries = mapsjson.resolve(o, {n: lst for n, lst in mf.entries.items()
                                            if n not in names or not is_frozen(names[n])},
                                        maps_json)
+            mapsjson.check(o, entries, maps_json)
         dev = open_device(device, timeout)
         try:
             t0 = time.time()
@@ -366,7 +367,7 @@ def register(group: click.Group) -> None:
                         click.echo(json.dumps({**rec, "text": text}))
                     else:
                         click.echo(f"[{rec['core']:03d}] {rec['ktime'] / 1e9:.9f}: frame "
-                                   f"{rec['seq']}: {text}")
+                                   f"{rec['seq']}: {escape(text)}")
                 if follow is None:
                     break
                 time.sleep(follow)

@@ -8,7 +8,7 @@ from collections import Counter
 import click
 
 from bpfpga import isa
-from bpfpga.errors import BpfpgaError, TargetError
+from bpfpga.errors import BpfpgaError, TargetError, escape
 from bpfpga.obj import (BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_DEVMAP,
                         BPF_MAP_TYPE_DEVMAP_HASH, BPF_MAP_TYPE_HASH_OF_MAPS,
                         BPF_MAP_TYPE_PROG_ARRAY)
@@ -18,23 +18,14 @@ SLOT_TYPES = {BPF_MAP_TYPE_PROG_ARRAY, BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_
               BPF_MAP_TYPE_DEVMAP, BPF_MAP_TYPE_DEVMAP_HASH}
 
 
-def _map_sizes(items) -> dict[str, int]:
-    out = {}
-    for it in items:
-        name, sep, n = it.partition("=")
-        if not sep or not n.isdigit():
-            raise BpfpgaError(f"--map-size takes NAME=ENTRIES, not '{it}'")
-        out[name] = int(n)
-    return out
-
-
 def load(obj_path, map_size=(), maps_json=None):
     """The object as targets run it: what maps.json sets before load, the XDP programs and
     their maps (a note on stderr names the maps left out)."""
     from bpfpga.compiler import mapsjson
     from bpfpga.compiler.elf import load_object
     from bpfpga.compiler.select import left_out_note, xdp_view
-    o = load_object(obj_path, map_sizes=_map_sizes(map_size) or None)
+    from bpfpga.host.cmd_prog import parse_map_sizes
+    o = load_object(obj_path, map_sizes=parse_map_sizes(map_size) or None)
     if maps_json:
         o = mapsjson.prepare(o, mapsjson.read(maps_json))
     o = xdp_view(o)
@@ -137,7 +128,7 @@ def run_cmd(obj, prog, maps_json, map_size, target, pcap_in, out, as_json, quiet
                 click.echo(f"{r['packet']:5} len={r['len']:<5} {r['verdict']:<9} "
                            f"out_len={r['out_len']}{extra}")
                 for line in r.get("trace", ()):
-                    click.echo(f"      trace_printk: {line}")
+                    click.echo(f"      trace_printk: {escape(line)}")
     print_summary(target, summary, len(rows), cyc, [r["insns"] for r in rows if "insns" in r])
     line = timing_line(kt, {})
     if line:
@@ -517,7 +508,7 @@ def diff_cmd(obj, prog, maps_json, map_size, targets, pcap_in, max_packets, no_t
                     if progname not in lst:
                         lst[progname] = {int(l.split(":")[0]): l for l in
                                          listing(o.program(progname).insns)}
-                    click.echo(f"  {progname}: {lst[progname].get(pc, pc)}")
+                    click.echo(f"  {escape(progname)}: {lst[progname].get(pc, pc)}")
         for m in map_div[:20]:
             click.echo(f"map {m['map']} key {m['key']}: " + ", ".join(
                 f"{t}={m[t]}" for t in m["targets"]))

@@ -30,21 +30,20 @@ def apply_maps(target: Target, obj: BpfObject, entries: dict) -> int:
     """Load maps.json entries (bpfpga.compiler.mapsjson.load) into a target; returns the
     number of entries written."""
     import contextlib
+
+    from bpfpga.compiler.mapsjson import check, resolve
+    entries = resolve(obj, entries)
+    check(obj, entries)
     batch = getattr(target, "batch", None)
     with batch() if batch is not None else contextlib.nullcontext():
         return _apply_maps(target, obj, entries)
 
 
 def _apply_maps(target: Target, obj: BpfObject, entries: dict) -> int:
-    from bpfpga.compiler.mapsjson import resolve
-    entries = resolve(obj, entries)
     n = 0
     names = {m.name: m for m in obj.maps}
     for name, lst in entries.items():
-        md = names.get(name)
-        if md is None:
-            raise BpfpgaError(f"maps.json names map '{name}', which the object does not have "
-                              f"(maps: {', '.join(names)})")
+        md = names[name]            # mapsjson.check (apply_maps) refused unknown names
         if is_frozen(md):
             # set before load (compiler/mapsjson.py prepare) and frozen since, as libbpf
             if frozen_bytes(name, md, lst) != bytes(md.data or b""):

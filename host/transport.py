@@ -205,22 +205,43 @@ def eb_parse(data: bytes) -> list[tuple[int, int, int, list[int], list[int]]]:
     return out
 
 
+def udp_address(url: str) -> tuple[str, int]:
+    """``udp://HOST[:PORT]`` as a resolved IPv4 socket address (a TargetError names what is
+    wrong with it)."""
+    host, sep, port = url[len("udp://"):].partition(":")
+    if not host:
+        raise TargetError(f"{url}: no host (expected udp://HOST[:PORT])")
+    if sep and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise TargetError(f"{url}: port '{port}' is not a number 1..65535")
+    try:
+        info = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise TargetError(f"{url}: cannot resolve host '{host}' "
+                          f"({getattr(e, 'strerror', None) or e})") from None
+    return info[0][4][0], int(port) if sep else ETHERBONE_PORT
+
+
 class Etherbone(Transport):
     def __init__(self, url: str, timeout: float = 1.0, retries: int = 3):
         self.url = url
         self.timeout = timeout
         self.retries = retries
-        rest = url[len("udp://"):]
-        host, _, port = rest.partition(":")
-        self.addr = (host, int(port) if port else ETHERBONE_PORT)
+        self.addr = udp_address(url)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.settimeout(timeout)
+
+    def _send(self, pkt: bytes) -> None:
+        try:
+            self.sock.sendto(pkt, self.addr)
+        except OSError as e:
+            raise TargetError(f"{self.url}: cannot send to the board ({e.strerror or e})") \
+                from None
 
     def write(self, addr: int, words) -> None:
         words = list(words)
         for i in range(0, len(words), MAX_BURST):
             chunk = words[i:i + MAX_BURST]
-            self.sock.sendto(eb_packet(writes=(4 * (addr + i), chunk)), self.addr)
+            self._send(eb_packet(writes=(4 * (addr + i), chunk)))
 
     def read(self, addr: int, n: int, retry: bool = True) -> list[int]:
         out: list[int] = []
@@ -228,7 +249,7 @@ class Etherbone(Transport):
             cnt = min(MAX_BURST, n - i)
             pkt = eb_packet(reads=(0, [4 * (addr + i + j) for j in range(cnt)]))
             for attempt in range(self.retries if retry else 1):
-                self.sock.sendto(pkt, self.addr)
+                self._send(pkt)
                 try:
                     data, _ = self.sock.recvfrom(65536)
                     recs = eb_parse(data)

@@ -1,7 +1,7 @@
 """XDP on the reference machine: the `ref` target.
 
-The packet sits in a buffer of one 4 KiB frame (more for jumbo frames) with 256 bytes of
-headroom (XDP_PACKET_HEADROOM) and the kernel's 320-byte tailroom, at memmap.PKT_BASE; the
+The packet sits in a buffer of one 4 KiB frame (frames the kernel and the engine refuse are
+refused here too: sim/frame.py) with 256 bytes of headroom (XDP_PACKET_HEADROOM) and the kernel's 320-byte tailroom, at memmap.PKT_BASE; the
 `xdp_md` context at memmap.CTX_BASE; map values in the map window as linked by
 compiler/link.py. Helpers follow the kernel's semantics (net/core/filter.c, kernel/bpf/).
 """
@@ -20,6 +20,7 @@ from bpfpga.obj import (BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_DEVMAP,
 from bpfpga.target import Target, XdpContext, XdpResult
 
 from . import maps as M
+from .frame import MAX_FRAME, check_frame
 from .ref import Machine, Memory, Window
 
 FRAME = 4096
@@ -66,6 +67,7 @@ def csum_from32to16(s: int) -> int:
 
 class XdpRef(Target):
     name = "ref"
+    max_frame = MAX_FRAME     # the frames the kernel and the engine run (sim/frame.py)
     SUPPORTED = {
         H_MAP_LOOKUP: "map_lookup_elem", H_MAP_UPDATE: "map_update_elem",
         H_MAP_DELETE: "map_delete_elem", H_KTIME: "ktime_get_ns",
@@ -231,6 +233,7 @@ class XdpRef(Target):
 
     def run(self, packet: bytes, ctx: XdpContext | None = None, trace=None) -> XdpResult:
         ctx = ctx or XdpContext()
+        check_frame(packet, self.max_frame)
         size = max(FRAME, memmap.PKT_HEADROOM + len(packet) + TAILROOM)
         if size > memmap.PKT_SIZE:
             raise TargetError(f"packet of {len(packet)} bytes does not fit the packet buffer")
