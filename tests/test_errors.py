@@ -75,7 +75,9 @@ MAPS_CASES = {
                           ["'inner_a'", "not a prog"]),
     "missing_map": (b'{"nope": []}', ["'nope'"]),
     "key_size": (b'{"inner_a": [{"key": "00", "value": "00000000"}]}', ["key of 1 bytes"]),
-    "key_not_string": (b'{"inner_a": [{"key": 5, "value": "00000000"}]}', ["not a hex string"]),
+    # a key neither hex nor of the key's BTF type (a number is a typed __u32 key now)
+    "key_wrong_type": (b'{"inner_a": [{"key": [1, 2], "value": "00000000"}]}',
+                       ["key: expected an integer"]),
     "markup_name": (b'{"[/]\\u001b[2J": []}', ["\\x1b"]),
 }
 
