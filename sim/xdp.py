@@ -20,7 +20,7 @@ from bpfpga.obj import (BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_DEVMAP,
 from bpfpga.target import Target, XdpContext, XdpResult
 
 from . import maps as M
-from .frame import MAX_FRAME, check_frame
+from .frame import ETH_HLEN, MAX_FRAME, check_frame, frame_refusal
 from .ref import Machine, Memory, Window
 
 FRAME = 4096
@@ -231,9 +231,20 @@ class XdpRef(Target):
         self.pkt_win.lo = self.data_meta
         self.pkt_win.hi = self.data_end
 
+    def refuses(self, packet: bytes) -> str | None:
+        """The frames the kernel and the engine refuse (sim/frame.py), by reason."""
+        if frame_refusal(len(packet), self.max_frame) is None:
+            return None
+        if len(packet) < ETH_HLEN:
+            return f"frames shorter than {ETH_HLEN} bytes: ref refuses them, as the kernel " \
+                   f"and the engine"
+        return f"frames longer than {self.max_frame} bytes: ref refuses them, as the " \
+               f"kernel and the engine (no frags)"
+
     def run(self, packet: bytes, ctx: XdpContext | None = None, trace=None) -> XdpResult:
         ctx = ctx or XdpContext()
-        check_frame(packet, self.max_frame)
+        if self.refuses(packet) is not None:
+            check_frame(packet, self.max_frame)
         size = max(FRAME, memmap.PKT_HEADROOM + len(packet) + TAILROOM)
         if size > memmap.PKT_SIZE:
             raise TargetError(f"packet of {len(packet)} bytes does not fit the packet buffer")
