@@ -16,8 +16,9 @@ string, a decimal string, an enumerator name, or -- for a 4-byte integer or a 16
 network byte order (the bytes a packet carries, which is what programs compare); any struct,
 union or array may be raw hex of exactly its size. At the top of a key or value, hex of exactly
 the map's key or value size is always raw bytes (maps.json and the CLI as before); other text
-on the command line is read as JSON when it parses, else as text. Every error names the field
-path and the type it expected.
+on the command line is read as JSON when it parses, else as text. Global data (.data, .rodata,
+.bss) is an object of its variables; those not named keep the object's initial values. Every
+error names the field path and the type it expected.
 """
 from __future__ import annotations
 
@@ -64,9 +65,9 @@ def _member_bits(btf: B.Btf, m: B.Member) -> tuple[int, int]:
 
 def _is_char(btf: B.Btf, tid: int) -> bool:
     t = btf.skip_mods(tid)
+    # `char` (clang rarely sets BTF_INT_CHAR); __u8 (unsigned char) arrays stay numbers
     return t.kind == B.BTF_KIND_INT and t.size == 1 and (
-        bool(t.int_encoding & B.BTF_INT_CHAR) or t.name in ("char", "signed char",
-                                                             "unsigned char"))
+        bool(t.int_encoding & B.BTF_INT_CHAR) or t.name == "char")
 
 
 def _big_endian(btf: B.Btf, tid: int) -> bool:
@@ -311,13 +312,19 @@ class MapTypes:
     """The key and value types of one map, when the object's BTF names them."""
 
     def __init__(self, btf: B.Btf | None, key_tid: int, value_tid: int, key_size: int,
-                 value_size: int, name: str = "map"):
+                 value_size: int, name: str = "map", data_vars=(), data: bytes | None = None):
         self.btf, self.name = btf, name
         ok = btf is not None
         self.key_tid = key_tid if ok and key_tid and _sized(btf, key_tid, key_size) else 0
         self.value_tid = value_tid if ok and value_tid and \
             _sized(btf, value_tid, value_size) else 0
         self.key_size, self.value_size = key_size, value_size
+        # global data (.data, .rodata, .bss): the value is its variables, by name, where the
+        # loader found them (the object's DATASEC leaves offsets to the loader)
+        self.data_vars = list(data_vars) if ok else []
+        self.data = bytes(data or b"").ljust(value_size, b"\0")[:value_size]
+        if self.data_vars:
+            self.value_tid = -1
 
     @classmethod
     def of(cls, obj, md) -> "MapTypes":
@@ -328,7 +335,7 @@ class MapTypes:
             except LoadError:
                 btf = None
         return cls(btf, md.btf_key_type_id, md.btf_value_type_id, md.key_size,
-                   md.value_size, md.name)
+                   md.value_size, md.name, getattr(md, "data_vars", ()), md.data)
 
     @property
     def typed(self) -> bool:
@@ -364,7 +371,7 @@ class MapTypes:
         if not tid:
             raise TypeError_(f"{where}: expected {size} bytes of hex (the object has no BTF "
                              f"type for it), not {_show(v)}")
-        b = encode(self.btf, tid, v, where)
+        b = self._vars_in(v, where) if tid == -1 else encode(self.btf, tid, v, where)
         if len(b) != size:
             raise TypeError_(f"{where}: the BTF type gives {len(b)} bytes, the map has {size}")
         return b
@@ -373,7 +380,24 @@ class MapTypes:
         return decode(self.btf, self.key_tid, bytes(b)) if self.key_tid else None
 
     def show_value(self, b: bytes):
+        if self.value_tid == -1:
+            return {n: decode(self.btf, t, bytes(b)[o:o + sz]) for n, o, sz, t in self.data_vars}
         return decode(self.btf, self.value_tid, bytes(b)) if self.value_tid else None
+
+    def _vars_in(self, v, where: str) -> bytes:
+        if not isinstance(v, dict):
+            raise TypeError_(f"{where}: expected an object of the variables "
+                             f"({', '.join(n for n, *_ in self.data_vars)}) or "
+                             f"{self.value_size} bytes of hex, not {_show(v)}")
+        buf = bytearray(self.data)      # the variables not named keep the object's values
+        by = {n: (o, sz, t) for n, o, sz, t in self.data_vars}
+        for name, x in v.items():
+            if name not in by:
+                raise TypeError_(f"{_path(where, name)}: {self.name} has no variable "
+                                 f"'{name}' (variables: {', '.join(by)})")
+            o, sz, t = by[name]
+            buf[o:o + sz] = encode(self.btf, t, x, _path(where, name))
+        return bytes(buf)
 
 
 def _sized(btf: B.Btf, tid: int, size: int) -> bool:
