@@ -3,9 +3,12 @@ its control port served to any number of host clients, one after another or at o
 LiteX UART-bridge protocol on a TCP port, as a board's UART bridge serves one host. Host tools
 connect with ``--device socket://HOST:PORT`` exactly as they would to ``/dev/ttyUSB1``.
 
-The board process parses the bridge protocol of each client (with LiteX's 100 ms idle reset of
-the parser, so a client's resync after lost bytes works as on hardware) and runs each command
-on the simulation under one lock. Accesses outside the engine's regions read as zero and are
+Every client authenticates (bpfpga/auth.py): the bridge bytes come in records tagged with
+SipHash-2-4 under the board's key (a 0600 key file it writes for its owner, found by the CLI
+by the URL), a per-connection nonce and a sequence number; the board runs each record's
+complete commands under one lock and drops a client whose record does not authenticate,
+replays, or stalls (REQUEST_DEADLINE). LiteX's 100 ms idle reset of the parser still drops a
+partial command, so a client's resync after lost bytes works as on hardware. Accesses outside the engine's regions read as zero and are
 ignored when written, as on a SoC bus with a timeout; the Verilator bench would otherwise wait
 for an acknowledge that never comes.
 
