@@ -225,12 +225,16 @@ def test_simboard_refuses_unauthenticated_and_wrong_key(board):
 
 
 def _no_key_device(board):
-    import serial
-
-    from bpfpga.host.device import Device
     from bpfpga.host.transport import UartBridge
-    raw = serial.serial_for_url(board.url, timeout=0.5)
-    return Device(transport=UartBridge(board.url, timeout=0.5, retries=1, port=raw), timeout=1)
+    key_dir = os.environ.get("BPFPGA_KEY_DIR")
+    os.environ["BPFPGA_KEY_DIR"] = "/nonexistent"     # another user: no key file found
+    try:
+        return UartBridge(board.url, timeout=0.5, retries=1)
+    finally:
+        if key_dir is None:
+            os.environ.pop("BPFPGA_KEY_DIR")
+        else:
+            os.environ["BPFPGA_KEY_DIR"] = key_dir
 
 
 def test_simboard_refuses_a_replayed_request(board):
