@@ -172,12 +172,14 @@ def key_for(url: str, key: str | bytes | None = None) -> bytes | None:
 
 # ---------------------------------------------------------------------------- stream records
 # The simulated board's authenticated stream (sim/simboard.py, host/transport.py AuthPort):
-# on every connection the board sends HELLO + a 16-byte nonce; then each side sends records
+# on every connection the client sends HELLO and the board answers HELLO + a 16-byte nonce
+# (a client that starts otherwise gets REFUSED and is dropped); then each side sends records
 #   length u32 (big-endian, of the payload) | seq u64 (big-endian) | payload | tag (8 bytes)
 # whose tag covers nonce || seq || payload. A request's payload is LiteX UART-bridge commands
 # (the board runs every complete command of one record under its lock, and only those); an
 # answer's is the bridge's answer bytes to that record's reads.
 HELLO = b"BPFA\x01"
+REFUSED = b"BPFA\x00"
 NONCE_BYTES = 16
 REC_HEAD = 12
 MAX_REQUEST = 1 << 16         # bytes of payload a board takes in one request record

@@ -64,6 +64,9 @@ class AuthPort:
         self.min_seq = 1
         self.plain = bytearray()
         self.pending: bytearray | None = None
+        # the client speaks first (pyserial's socket:// drains what arrived before open()
+        # returned), the board answers with its nonce
+        self.port.write(auth.HELLO)
         hello = self._exact(len(auth.HELLO) + auth.NONCE_BYTES)
         if hello is None or not hello.startswith(auth.HELLO):
             raise TargetError(f"{url}: the board did not open an authenticated session (no "
@@ -179,18 +182,6 @@ class UartBridge(Transport):
             except BaseException:
                 self.port.close()
                 raise
-        elif url.startswith("socket://"):
-            # a simulated board greets first (an unauthenticated bridge never talks first):
-            # without a key, say so in one line rather than time out
-            try:
-                self.port.timeout = 0.05
-                first = self.port.read(len(auth.HELLO))
-                self.port.timeout = timeout
-            except (OSError, ValueError):
-                first = b""
-            if first == auth.HELLO:
-                self.port.close()
-                raise self._needs_key()
 
     def _needs_key(self) -> TargetError:
         return TargetError(f"{self.url}: the board requires authentication and no key was "
@@ -249,6 +240,7 @@ class UartBridge(Transport):
     # after every request, it frames the answer; bytes of an answer to no request of ours (a
     # garbled write the bridge parsed as a read) would otherwise shift every later answer
     canary: tuple[int, int] | None = None
+    _answered = False
 
     def read(self, addr: int, n: int, retry: bool = True) -> list[int]:
         if n <= 0:
@@ -270,12 +262,19 @@ class UartBridge(Transport):
                 pass
             self._send(bytes(req))
             got = self._read_answer(4 * want)
+            if not self._answered and got[:4] == auth.REFUSED[:4] and \
+                    self.url.startswith("socket://"):
+                # a simulated board refusing a client without the key (its first answer)
+                got += self._read_answer(len(auth.REFUSED) - 4)
+                if got.startswith(auth.REFUSED):
+                    raise self._needs_key()
+            self._answered = True
             if len(got) == 4 * want:
                 words = list(struct.unpack(f">{want}I", got))
                 if self.canary is None or words[-1] == self.canary[1]:
                     return words[:n]
             self._resync()
-        if got.startswith(auth.HELLO):
+        if got.startswith(auth.REFUSED):
             raise self._needs_key()
         if len(got) == 4 * want:
             raise TargetError(f"{self.url}: the board's answers are out of step (the framing "

@@ -211,8 +211,8 @@ class SimBoard:
         def refuse(why: str) -> None:
             self.refused += 1
             self.log(f"sim-board: dropped a client: {why}")
+        greeted = False
         try:
-            conn.sendall(auth.HELLO + nonce)
             while not self.stop.is_set():
                 now = time.monotonic()
                 try:
@@ -224,9 +224,24 @@ class SimBoard:
                     rbuf += data
                 except socket.timeout:
                     pass
-                if rbuf and now - started > REQUEST_DEADLINE:
+                if rbuf and started is not None and now - started > REQUEST_DEADLINE:
                     refuse(f"a request not complete after {REQUEST_DEADLINE} s")
                     return
+                if not greeted and len(rbuf) >= len(auth.HELLO):
+                    if rbuf[:len(auth.HELLO)] != auth.HELLO:
+                        conn.sendall(auth.REFUSED)
+                        refuse("a client that does not authenticate (no key?)")
+                        return
+                    del rbuf[:len(auth.HELLO)]
+                    greeted = True
+                    conn.sendall(auth.HELLO + nonce)
+                    if not rbuf:
+                        started = None
+                if not greeted:
+                    if rbuf and now - started > REQUEST_DEADLINE:
+                        refuse("no greeting")
+                        return
+                    continue
                 if buf and now - last_rec > IDLE_RESET:
                     buf.clear()           # the bridge's idle reset: drop a partial command
                 while len(rbuf) >= auth.REC_HEAD:
