@@ -31,8 +31,18 @@ def device_options(f):
     @click.option("--timeout", type=float, default=10.0, show_default=True,
                   help="Seconds to wait for an answer (then retried).")
     @click.option("-j", "--json", "as_json", is_flag=True, help="JSON output, as bpftool -j.")
+    @click.option("--key", "key", default=None, metavar="HEX|FILE",
+                  help="The device's 128-bit key (32 hex digits, or a file of them readable "
+                  "by its owner only), for an authenticated link: a simulated board (whose "
+                  "key file is found by its URL for the user who started it) or Etherbone "
+                  "(default: $BPFPGA_KEY).")
     @functools.wraps(f)
-    def wrapper(*a, **kw):
+    def wrapper(*a, key=None, **kw):
+        import os
+        if key:
+            from bpfpga.auth import parse_key
+            parse_key(key, "--key")                 # a bad key is one line, here
+            os.environ["BPFPGA_KEY"] = key          # the key of every transport opened here
         return f(*a, **kw)
     return wrapper
 
@@ -397,12 +407,16 @@ def register(group: click.Group) -> None:
     @click.option("--tap", "taps", multiple=True, metavar="[PORT=]NAME",
                   help="Attach engine port PORT (default 0) to a new Linux TAP device NAME "
                   "(needs root or CAP_NET_ADMIN); repeat for port 1.")
-    def sim_board(listen, pcap0, capture, replay_on, inflight, taps):
+    @click.option("--key", "key", default=None, metavar="HEX|FILE",
+                  help="The key clients must prove (default: a new one, written to a key "
+                  "file only this user can read, named after the URL; removed at exit).")
+    def sim_board(listen, pcap0, capture, replay_on, inflight, taps, key):
         """Run the XDP engine in Verilator as a board: its control port on a TCP port,
         until Ctrl-C."""
         import os
         import signal
 
+        from bpfpga.auth import parse_key
         from bpfpga.sim.simboard import SimBoard
         host, _, port = listen.rpartition(":")
         try:
@@ -424,7 +438,7 @@ def register(group: click.Group) -> None:
                    err=True)
         board = SimBoard(host or "127.0.0.1", port, pcap0, capture, replay_on,
                          log=lambda m: click.echo(m, err=True), inflight=inflight,
-                         taps=tap_ports)
+                         taps=tap_ports, key=parse_key(key, "--key") if key else None)
         signal.signal(signal.SIGUSR1, lambda *_: board.replay_go.set())
         # Ctrl-C and SIGTERM end the serve loop (also when started from a script, where a
         # background job inherits SIGINT ignored)
@@ -432,6 +446,9 @@ def register(group: click.Group) -> None:
         signal.signal(signal.SIGINT, lambda *_: board.stop.set())
         click.echo(f"sim-board: serving {board.url} (pid {os.getpid()}); "
                    f"export BPFPGA_DEVICE={board.url}")
+        if board.key_file is not None:
+            click.echo(f"sim-board: clients authenticate with the key in {board.key_file} "
+                       f"(mode 0600; found by the CLI for this URL)", err=True)
         import sys
         sys.stdout.flush()
         try:
