@@ -45,7 +45,8 @@ from bpfpga.errors import BpfpgaError, TargetError
 from bpfpga.hdl import control as C
 
 IDLE_RESET = 0.1          # LiteX UARTBone's parser timeout
-REQUEST_DEADLINE = 1.0    # seconds from a request record's first byte to its last
+REQUEST_DEADLINE = 2.0    # seconds from a request record's first byte (or from when
+                          # the board finished the one before it) to its last
 TUNSETIFF = 0x400454CA
 IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
 
@@ -254,7 +255,6 @@ class SimBoard:
                     payload = bytes(rbuf[auth.REC_HEAD:auth.REC_HEAD + n])
                     got = rbuf[auth.REC_HEAD + n:auth.REC_HEAD + n + auth.TAG_BYTES]
                     del rbuf[:auth.REC_HEAD + n + auth.TAG_BYTES]
-                    started = now
                     if seq & auth.ANSWER or not auth.check(self.key, seq, payload, got, nonce):
                         refuse("a request that does not authenticate")
                         return
@@ -267,6 +267,10 @@ class SimBoard:
                     out = self._run(buf)
                     if out:
                         conn.sendall(auth.record(self.key, nonce, seq | auth.ANSWER, out))
+                    # the next record's deadline runs from when the board can take it: the
+                    # time this one ran in the simulation is not the client's
+                    started = time.monotonic() if rbuf else None
+                    now = time.monotonic()
         except OSError:
             return
         finally:
