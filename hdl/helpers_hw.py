@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 from bpfpga import memmap, traps
 from bpfpga.hdl import control as C
 from bpfpga.hdl.bus import DataBusSignature, HelperSignature
+from bpfpga.hdl import layouts
 from bpfpga.hdl.config import HELPERS
 from bpfpga.hdl.maps_hw import hdl_hash_final
 from bpfpga.obj import (BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_DEVMAP,
@@ -50,7 +51,6 @@ HASH_TYPES = (BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_HASH
 
 # trace_printk format parser states (bpfpga/printk.py is the same language in Python)
 TP_LIT, TP_PCT, TP_FLAGS, TP_WIDTH, TP_LONG, TP_PTR = range(6)
-TRACE_REC_BITS = 6 * 64     # the record the helper hands the engine's trace FIFO (control.py)
 
 # where a shared routine (copy / zero) returns to
 RET_ACK, RET_INS_VAL, RET_INS_STATE, RET_MM_DONE, RET_TAIL_DONE = range(5)
@@ -93,7 +93,7 @@ class HelperUnit(wiring.Component):
             # trace_printk: a record for the engine's trace FIFO (the engine adds the frame's
             # seq); tr_ack when it was written or dropped (FIFO full)
             "tr_req": Out(1),
-            "tr_rec": Out(TRACE_REC_BITS),
+            "tr_rec": Out(layouts.TRACE_REC),
             "tr_ack": In(1),
         })
 
@@ -154,18 +154,18 @@ class HelperUnit(wiring.Component):
         trap = Signal(4)
         ex = Signal()
         mapn = Signal(range(cfg.max_maps))
-        d = Signal(256)
-        dtype = d[0:8]
-        ksz = d[8:16]
-        vsz = d[16:32]
-        maxe = d[32:64]
-        base = d[64:96]
-        stride = d[96:112]
-        kstride = d[112:128]
-        cpustride = d[128:160]
-        kbase = d[160:192]
-        meta = d[192:224]
-        mask = d[224:256]
+        d = Signal(layouts.MAP_DESC)     # the map's descriptor (bpfpga/records.py MAP_DESC)
+        dtype = d.type
+        ksz = d.key_size
+        vsz = d.value_size
+        maxe = d.max_entries
+        base = d.base
+        stride = d.stride
+        kstride = d.key_stride
+        cpustride = d.cpu_stride
+        kbase = d.key_base
+        meta = d.meta
+        mask = d.mask
         # the key, one 64-bit word per entry, in LUT RAM (read and written at ki only); its
         # low 32 bits also in k0 (an array index, an LPM prefix length)
         kmem = Memory(shape=64, depth=max(2, KW), init=[])
@@ -407,8 +407,11 @@ class HelperUnit(wiring.Component):
         with m.Elif(num_step):
             m.d.sync += [tp_nd.eq(tp_nd + 1),
                          tp_p.eq(Mux(tp_hex, tp_p << 4, (tp_p << 3) + (tp_p << 1)))]
-        m.d.comb += [self.tr_rec.eq(Cat(a1[0:32], a2[0:13], Const(0, 3), Const(self.core, 8),
-                                        Const(0, 8), tp_len, Const(0, 32), tp_kt, a3, a4, a5))]
+        # (the lane adds the frame's seq)
+        tr = self.tr_rec
+        m.d.comb += [tr.fmt.eq(a1[0:32]), tr.fmt_size.eq(a2[0:13]), tr.core.eq(self.core),
+                     tr.len.eq(tp_len), tr.ktime.eq(tp_kt), tr.arg0.eq(a3), tr.arg1.eq(a4),
+                     tr.arg2.eq(a5)]
 
         res_hi_out = Signal(32)
         with m.Switch(res_hk):
@@ -490,14 +493,14 @@ class HelperUnit(wiring.Component):
                 with m.State("DESC1"):
                     if DW == 1:
                         m.d.sync += [d.eq(self.desc_data), ki.eq(0),
-                                     hacc.eq(self.desc_data[8:16])]
+                                     hacc.eq(layouts.MAP_DESC(self.desc_data).key_size)]
                         m.next = "DISPATCH"
                     else:
                         # word dk - 1 arrives (dk wraps to 0 as the last one is asked for)
-                        m.d.sync += d.word_select((dk - 1)[0:len(dk)], 256 // DW).eq(
+                        m.d.sync += d.as_value().word_select((dk - 1)[0:len(dk)], 256 // DW).eq(
                             self.desc_data)
                         with m.If(dk == 0):
-                            m.d.sync += [ki.eq(0), hacc.eq(d[8:16])]
+                            m.d.sync += [ki.eq(0), hacc.eq(d.key_size)]
                             m.next = "DISPATCH"
                         with m.Else():
                             m.d.sync += dk.eq(dk + 1)
