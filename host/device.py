@@ -904,7 +904,8 @@ class Loaded:
         from bpfpga.sim.rtl_xdp import link_image
         from bpfpga.compiler.select import xdp_view
         from bpfpga.compiler.check import check_readonly
-        self.dev, self.obj = dev, obj = xdp_view(obj)
+        self.dev, self.obj = dev, xdp_view(obj)
+        obj = self.obj
         try:
             self.entry = obj.program(prog)
         except (KeyError, IndexError):
