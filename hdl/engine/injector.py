@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from bpfpga.hdl import layouts
 
-from .signatures import HostPortSignature, StreamSignature, thermo
+from .signatures import HostPortSignature, StreamSignature, serve_host_port, thermo
 
 
 class Injector(wiring.Component):
@@ -33,11 +33,7 @@ class Injector(wiring.Component):
         inj_wp = inj.write_port(granularity=32)
         inj_rp = inj.read_port()
         inj_rp_wb = inj.read_port()
-        h = self.host
-        # the write port sees address and data all the time; only its enable is decoded
-        m.d.comb += [inj_wp.addr.eq(h.addr[1:]), inj_wp.data.eq(h.wdata.replicate(2)),
-                     inj_wp.en.eq(Mux(h.we, 1 << h.addr[0], 0)),
-                     inj_rp_wb.addr.eq(h.addr[1:]), h.rdata.eq(inj_rp_wb.data)]
+        serve_host_port(m, self.host, inj_wp, inj_rp_wb)
         o = self.o
         ir = self.rd
         ip = Signal(16)

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from bpfpga.hdl.maps_hw import hdl_crc_update
 
-from .signatures import HostPortSignature
+from .signatures import HostPortSignature, serve_host_port
 
 
 class ProgramLoader(wiring.Component):
@@ -42,10 +42,7 @@ class ProgramLoader(wiring.Component):
         stage_wp = stage.write_port(granularity=32)
         stage_rp = stage.read_port()
         stage_rp_wb = stage.read_port()
-        h = self.host
-        m.d.comb += [stage_wp.addr.eq(h.addr[1:]), stage_wp.data.eq(h.wdata.replicate(2)),
-                     stage_wp.en.eq(Mux(h.we, 1 << h.addr[0], 0)),
-                     stage_rp_wb.addr.eq(h.addr[1:]), h.rdata.eq(stage_rp_wb.data)]
+        serve_host_port(m, self.host, stage_wp, stage_rp_wb)
         crc = self.crc
         ck_n = Signal(pw + 1)
         ck_i = Signal(pw + 1)

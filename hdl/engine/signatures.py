@@ -53,6 +53,15 @@ def HostPortSignature(rdata_bits: int) -> wiring.Signature:
     })
 
 
+def serve_host_port(m, host, wp, rp):
+    """A 64-bit memory's write port (granularity 32) and read port as the control port's
+    ``host`` (32-bit word addresses): the write port sees address and data all the time,
+    only its enable is decoded (gated data was an AND per bit)."""
+    m.d.comb += [wp.addr.eq(host.addr[1:]), wp.data.eq(host.wdata.replicate(2)),
+                 wp.en.eq(Mux(host.we, 1 << host.addr[0], 0)),
+                 rp.addr.eq(host.addr[1:]), host.rdata.eq(rp.data)]
+
+
 def thermo(m, n):
     """bytes (0..8) -> keep mask"""
     k = Signal(8)
