@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from bpfpga import isa, memmap
 from bpfpga.errors import LoadError
+from bpfpga.records import MAP_DESC
 from bpfpga.obj import (BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY, MAP_IN_MAP_TYPES,
                         BpfObject, MapDef)
 
@@ -204,16 +205,16 @@ def hw_layout(obj: BpfObject, ncpus: int, map_size: int) -> tuple[Image, int]:
 
 
 def hw_descriptor(r: Region) -> list[int]:
-    """The 8 descriptor words of a map (hdl/control.py D_*)."""
+    """The 8 descriptor words of a map (bpfpga/records.py MAP_DESC)."""
     md = r.md
     off = memmap.MAP_BASE
-    return [md.type | (md.key_size & 0xFF) << 8 | (md.value_size & 0xFFFF) << 16,
-            md.max_entries,
-            r.base - off,
-            r.stride | r.key_stride << 16,
-            # one value block per core for PERCPU maps only: a shared map's cores all use
-            # block 0 (the helper unit adds core * this to every value address)
-            r.stride * r.slots if r.cpus > 1 else 0,
-            (r.key_base - off) if r.key_base else 0,
-            (r.meta_base - off) if r.meta_base else 0,
-            max(r.nslots, 1) - 1]
+    return MAP_DESC.pack(
+        type=md.type, key_size=md.key_size, value_size=md.value_size,
+        max_entries=md.max_entries, base=r.base - off, stride=r.stride,
+        key_stride=r.key_stride,
+        # one value block per core for PERCPU maps only: a shared map's cores all use
+        # block 0 (the helper unit adds core * this to every value address)
+        cpu_stride=r.stride * r.slots if r.cpus > 1 else 0,
+        key_base=(r.key_base - off) if r.key_base else 0,
+        meta=(r.meta_base - off) if r.meta_base else 0,
+        mask=max(r.nslots, 1) - 1)

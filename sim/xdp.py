@@ -65,6 +65,18 @@ def csum_from32to16(s: int) -> int:
     return s >> 16
 
 
+def csum_diff(frm: bytes, to: bytes, seed: int) -> int:
+    """bpf_csum_diff's result for checked buffers (4-byte multiples, at most 512 bytes)."""
+    ret = seed & 0xFFFFFFFF
+    if frm and to:
+        ret = csum_add(csum_partial(to, ret), ~csum_partial(frm, 0) & 0xFFFFFFFF)
+    elif to:
+        ret = csum_partial(to, ret)
+    elif frm:
+        ret = ~csum_partial(frm, ~ret & 0xFFFFFFFF) & 0xFFFFFFFF
+    return csum_from32to16(ret)
+
+
 class XdpRef(Target):
     name = "ref"
     max_frame = MAX_FRAME     # the frames the kernel and the engine run (sim/frame.py)
@@ -423,14 +435,7 @@ class XdpRef(Target):
             return -M.EINVAL
         frm = m.mem.read_bytes(m.r[1], fsz, m.pc) if fsz else b""
         to = m.mem.read_bytes(m.r[3], tsz, m.pc) if tsz else b""
-        ret = m.r[5] & 0xFFFFFFFF
-        if fsz and tsz:
-            ret = csum_add(csum_partial(to, ret), ~csum_partial(frm, 0) & 0xFFFFFFFF)
-        elif tsz:
-            ret = csum_partial(to, ret)
-        elif fsz:
-            ret = ~csum_partial(frm, ~ret & 0xFFFFFFFF) & 0xFFFFFFFF
-        return csum_from32to16(ret)
+        return csum_diff(frm, to, m.r[5])
 
     def _h_xdp_adjust_head(self, m: Machine) -> int:
         delta = isa.s32(m.r[2])
