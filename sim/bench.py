@@ -19,8 +19,8 @@ Everything that reaches the engine's control port goes through the host's own co
 (host/device.py: ``Device``, ``install``, ``DeviceMap``, ``verified_update``), as on a
 board: here over :class:`WishboneTransport`, a Transport whose reads and writes are
 accesses of the bench's Wishbone master. The host code runs in a cocotb bridge thread
-(``cocotb.bridge``) and each access blocks it until the simulation has done it
-(``cocotb.resume``), so a load, a map update or a ring read takes simulated time as it takes
+(``cocotb.task.bridge``) and each access blocks it until the simulation has done it
+(``cocotb.task.resume``), so a load, a map update or a ring read takes simulated time as it takes
 a board's bus time, and no second loader exists.
 
 Frames go in through the inject ring (``send(frame)``) or a port's rx stream
@@ -38,27 +38,28 @@ from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
+from cocotb.task import bridge, resume
 from cocotb.triggers import FallingEdge
 
 from bpfpga import isa
 from bpfpga.errors import TargetError
+from bpfpga.obj import PERCPU_TYPES
 from bpfpga.sim.cocotb_xdp import PERIOD_NS, Ports, WishboneMaster
 
-VERDICTS = {v: n for v, n in isa.XDP_VERDICTS.items()}
 
 
 class WishboneTransport:
     """host/transport.py's Transport interface (``read(addr, n)``, ``write(addr, words)``,
     word addresses) over the bench's Wishbone master. Only for code running in a
-    ``cocotb.bridge`` thread: each call blocks that thread while the simulation does the
+    ``cocotb.task.bridge`` thread: each call blocks that thread while the simulation does the
     accesses."""
 
     url = "cocotb://wishbone"
 
     def __init__(self, wbm: WishboneMaster):
         self.wbm = wbm
-        self._read = cocotb.resume(self._aread)
-        self._write = cocotb.resume(self._awrite)
+        self._read = resume(self._aread)
+        self._write = resume(self._awrite)
         self.accesses = 0
 
     async def _aread(self, addr: int, n: int) -> list[int]:
@@ -98,7 +99,7 @@ class Result:
 
     @property
     def verdict_name(self) -> str:
-        return VERDICTS.get(self.verdict, str(self.verdict))
+        return isa.XDP_VERDICTS.get(self.verdict, str(self.verdict))
 
     @classmethod
     def of(cls, rec: dict) -> "Result":
@@ -141,14 +142,14 @@ class Bench:
         dut.rst.value = 0
         await FallingEdge(dut.clk)
         t = WishboneTransport(wbm)
-        dev = await cocotb.bridge(lambda: Device(transport=t))()
+        dev = await bridge(lambda: Device(transport=t))()
         b = cls(dut, wbm, ports, dev, capture)
         await b._call(lambda: dev.control(capture=capture))
         return b
 
     async def _call(self, fn):
         """Run host code (blocking, over the WishboneTransport) in a bridge thread."""
-        return await cocotb.bridge(fn)()
+        return await bridge(fn)()
 
     # ------------------------------------------------------------------ program
     async def load(self, obj, maps=None, prog: str | None = None,
@@ -206,8 +207,9 @@ class Bench:
         k = mt.key(key)
         if m.md.type == 3 and isinstance(value, str) and value in self._ld().prog_no:
             v = self._ld().prog_no[value] + 1
-        elif isinstance(value, list) and value and not isinstance(value[0], int):
-            v = [mt.value(x) for x in value]            # per-CPU: one value a core
+        elif m.md.type in PERCPU_TYPES and isinstance(value, list) and \
+                len(value) == self.dev.cores:
+            v = [mt.value(x) for x in value]            # one value a core
         else:
             v = mt.value(value)
         await self._paused(lambda: verified_update(m, k, v, flags))
@@ -314,11 +316,13 @@ def run(test_module: str, module_dir: str | Path, work_dir: str | Path | None = 
     os.environ.update(env)
     sys.path.insert(0, module_dir)       # the runner passes sys.path on as PYTHONPATH
     try:
-        results = get_runner("verilator").test(
+        get_runner("verilator").test(
             test_module=test_module, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
             build_dir=bdir, test_dir=work_dir, testcase=testcase,
             extra_env={"COCOTB_LOG_LEVEL": "INFO", **(extra_env or {})},
             results_xml=str(work_dir / "results.xml"), log_file=log)
+    except SystemExit:
+        pass                  # the runner exits on a failed test: the results file says which
     finally:
         sys.path.remove(module_dir)
         for k, v in old.items():
@@ -326,7 +330,7 @@ def run(test_module: str, module_dir: str | Path, work_dir: str | Path | None = 
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    results = Path(results)
+    results = work_dir / "results.xml"
     ntests, nfail = get_results(results) if results.exists() else (0, 0)
     if ntests == 0:
         raise TargetError(f"{test_module}: no cocotb test ran; see {log}")
