@@ -31,18 +31,19 @@ def device_options(f):
     @click.option("--timeout", type=float, default=10.0, show_default=True,
                   help="Seconds to wait for an answer (then retried).")
     @click.option("-j", "--json", "as_json", is_flag=True, help="JSON output, as bpftool -j.")
-    @click.option("--key", "key", default=None, metavar="HEX|FILE",
+    @click.option("--key", "auth_key", default=None, metavar="HEX|FILE",
                   help="The device's 128-bit key (32 hex digits, or a file of them readable "
                   "by its owner only), for an authenticated link: a simulated board (whose "
                   "key file is found by its URL for the user who started it) or Etherbone "
                   "(default: $BPFPGA_KEY).")
     @functools.wraps(f)
-    def wrapper(*a, key=None, **kw):
+    def wrapper(*a, auth_key=None, **kw):
+        # not "key": the map commands' KEY argument has that name
         import os
-        if key:
+        if auth_key:
             from bpfpga.auth import parse_key
-            parse_key(key, "--key")                 # a bad key is one line, here
-            os.environ["BPFPGA_KEY"] = key          # the key of every transport opened here
+            parse_key(auth_key, "--key")            # a bad key is one line, here
+            os.environ["BPFPGA_KEY"] = auth_key     # the key of every transport opened here
         return f(*a, **kw)
     return wrapper
 
