@@ -25,7 +25,11 @@ def test_lb_example(tmp_path):
                            "syn_to_the_vip_goes_to_its_backend"]
 
 
-def test_a_failing_cocotb_test_fails_the_run(tmp_path):
-    with pytest.raises(TargetError, match=r"bench_checks: 1 of 2 cocotb test\(s\) failed"):
-        run("bench_checks", REPO / "tests", tmp_path)
-    assert passed(tmp_path / "results.xml") == ["drop_drops"]
+def test_bench_checks(tmp_path):
+    """Ports, capture off, the trace FIFO; and a failing cocotb test fails the run."""
+    from bpfobjs import build_all
+    env = {"BENCH_TRACE_OBJ": str(build_all()["trace"])}
+    with pytest.raises(TargetError, match=r"bench_checks: 1 of 4 cocotb test\(s\) failed"):
+        run("bench_checks", REPO / "tests", tmp_path, extra_env=env)
+    assert passed(tmp_path / "results.xml") == ["drop_drops", "macswap_leaves_on_its_port",
+                                                "trace_lines_are_the_reference_machines"]
