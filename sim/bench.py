@@ -36,7 +36,6 @@ import dataclasses
 import os
 from pathlib import Path
 
-import cocotb
 from cocotb.clock import Clock
 from cocotb.task import bridge, resume
 from cocotb.triggers import FallingEdge
@@ -109,13 +108,9 @@ class Result:
 
 
 def _frame(frame) -> bytes:
-    if isinstance(frame, (bytes, bytearray)):
-        return bytes(frame)
-    try:
-        return bytes(frame)         # a scapy packet
-    except Exception:
-        raise TargetError(f"a frame is bytes or a scapy packet, not {type(frame).__name__}") \
-            from None
+    if isinstance(frame, (bytes, bytearray, memoryview)) or hasattr(frame, "__bytes__"):
+        return bytes(frame)         # hasattr: a scapy packet
+    raise TargetError(f"a frame is bytes or a scapy packet, not {type(frame).__name__}")
 
 
 class Bench:
@@ -126,7 +121,6 @@ class Bench:
         self.dut, self.wbm, self.ports, self.dev = dut, wbm, ports, dev
         self.capture = capture
         self.loaded = None           # host/device.py Loaded, after load()
-        self._results: list = []     # records read while waiting for another
 
     @classmethod
     async def start(cls, dut, capture: bool = True, period_ns: int = PERIOD_NS) -> "Bench":
@@ -173,7 +167,6 @@ class Bench:
                 mf = mapsjson.parse(json.loads(json.dumps(maps)), "maps")
             o, entries = mapsjson.for_load(o, mf)
         self.loaded = await self._call(lambda: install(self.dev, o, prog, entries))
-        self._results.clear()
         await self._call(lambda: self.dev.control(capture=self.capture))
         return self.loaded
 
@@ -240,9 +233,10 @@ class Bench:
     # ------------------------------------------------------------------ frames
     async def send(self, frame, port: int | None = None, wait: bool = True) -> Result | None:
         """Send one frame (bytes or a scapy packet) through the inject ring (``port`` None)
-        or into ``rx<port>``, and with ``wait`` await its result from the output ring. With
-        capture off, a frame that leaves on a port has no result: None after ``max_cycles``
-        of :meth:`results`' wait."""
+        or into ``rx<port>``, and with ``wait`` await its result from the output ring
+        (TargetError if none comes in 30 s of no core running). With capture off a frame the
+        program sends out of a port has no result there: send it with ``wait=False`` and take
+        it with :meth:`receive`."""
         data = _frame(frame)
         if port is None:
             await self._call(lambda: self.dev.inject([(data, 0)]))
