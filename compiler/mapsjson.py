@@ -73,6 +73,13 @@ def read(path: str | Path) -> MapsFile:
         raise LoadError(f"{p}: invalid JSON: {e}") from None
     except RecursionError:
         raise LoadError(f"{p}: JSON nested too deeply") from None
+    return parse(data, p)
+
+
+def parse(data, source: str | Path = "maps.json") -> MapsFile:
+    """A maps.json already read (a dict, as json.load gives it); `source` names it in
+    errors."""
+    p = Path(source)
     if not isinstance(data, dict):
         raise LoadError(f"{p}: expected an object mapping map names to entry lists")
     out: dict[str, list] = {}
@@ -257,3 +264,15 @@ def check(obj: BpfObject, entries: dict, source: str = "maps.json") -> None:
                     raise LoadError(f"{where}: no inner map '{what}' in the object")
             elif kind != "value":
                 raise LoadError(f"{where}: takes \"value\": HEX, not a {kind} name")
+
+
+def for_load(obj: BpfObject, mf: MapsFile) -> tuple[BpfObject, dict]:
+    """What a device load (`prog load --maps`, the cocotb bench) takes from a maps.json: the
+    object with its own maps and `.rodata` bytes (:func:`prepare`), and the entries of the
+    other maps as bytes, checked against it (:func:`resolve`, :func:`check`)."""
+    obj = prepare(obj, mf)
+    names = {m.name: m for m in obj.maps}
+    entries = resolve(obj, {n: lst for n, lst in mf.entries.items()
+                            if n not in names or not is_frozen(names[n])}, mf.path)
+    check(obj, entries, mf.path)
+    return obj, entries

@@ -206,14 +206,7 @@ def register(group: click.Group) -> None:
         if maps_json:
             # maps.json's own maps and .rodata bytes go into the object before load
             from bpfpga.compiler import mapsjson
-            from bpfpga.obj import is_frozen
-            mf = mapsjson.read(maps_json)
-            o = mapsjson.prepare(o, mf)
-            names = {m.name: m for m in o.maps}
-            entries = mapsjson.resolve(o, {n: lst for n, lst in mf.entries.items()
-                                           if n not in names or not is_frozen(names[n])},
-                                       maps_json)
-            mapsjson.check(o, entries, maps_json)
+            o, entries = mapsjson.for_load(o, mapsjson.read(maps_json))
         dev = open_device(device, timeout)
         try:
             t0 = time.time()

@@ -68,7 +68,10 @@ def _open(target, obj, prog, maps_json):
 @click.option("-j", "--json", "as_json", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True, help="summary only")
 @click.option("--no-timing", is_flag=True, help="kernel: leave out its ns per packet")
-def run_cmd(obj, prog, maps_json, map_size, target, pcap_in, out, as_json, quiet, no_timing):
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
+              help="draw cycles (instructions on ref) per packet and the verdict mix")
+def run_cmd(obj, prog, maps_json, map_size, target, pcap_in, out, as_json, quiet, no_timing,
+            plot):
     """Run the packets of a pcap through an XDP object on a target."""
     from bpfpga.sim import pcap
     o = load(obj, map_size, maps_json)
@@ -110,6 +113,9 @@ def run_cmd(obj, prog, maps_json, map_size, target, pcap_in, out, as_json, quiet
         kt = _time_rows(o, prog, maps_json, packets, rows)
     summary = Counter(r.get("verdict", "ERROR") for r in rows)
     cyc = [r["cycles"] for r in rows if "cycles" in r]
+    if plot:
+        from bpfpga.host.plots import run_plot
+        run_plot(plot, target, rows, f"{obj}: {len(rows)} packets on {target}")
     if as_json:
         click.echo(json.dumps({"target": target, "packets": rows, "summary": dict(summary),
                                "cycles_per_packet": (sum(cyc) / len(cyc)) if cyc else None,
