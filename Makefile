@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory debs
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[hdl,synth,boards,test]'
+	$(PY) -m pip install -q -e '.[hdl,synth,boards,plot,test]'
 	@touch $@
 
 setup: $(STAMP)

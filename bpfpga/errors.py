@@ -2,8 +2,29 @@
 from __future__ import annotations
 
 
+def escape(text: object, markup: bool = False) -> str:
+    """``text`` made safe for a terminal, on one line: every control character and every other
+    non-printable character (newlines, ESC, DEL, C1 controls, bidi overrides...) becomes
+    ``\\xNN`` (``\\uNNNN`` above 0xff). Text from an object, a file or a device is untrusted:
+    a section name must not forge an ``error:`` line or retitle the terminal. With ``markup``,
+    square brackets are also escaped for rich's markup (for text printed through rich)."""
+    s = str(text)
+    if not s.isprintable():
+        s = "".join(c if c.isprintable() else
+                    (f"\\x{ord(c):02x}" if ord(c) <= 0xFF else f"\\u{ord(c):04x}")
+                    for c in s)
+    if markup and "[" in s:
+        from rich.markup import escape as markup_escape   # lazily: only the CLI prints rich
+        s = markup_escape(s)
+    return s
+
+
 class BpfpgaError(Exception):
-    """Base of every error meant for a user; the CLI prints it as one line and exits 1."""
+    """Base of every error meant for a user; the CLI prints it as one line and exits 1. Its
+    text is always one line of printable characters (:func:`escape`), whatever went into it."""
+
+    def __str__(self) -> str:
+        return escape(super().__str__())
 
 
 class AsmError(BpfpgaError):

@@ -18,6 +18,7 @@ the immediate in its imm field and zeros everywhere else.
 """
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field
 
@@ -145,6 +146,11 @@ class InsnSpec:
     @property
     def is64(self) -> bool:
         return self.cls in (BPF_ALU64, BPF_JMP)
+
+    @property
+    def operands(self) -> "Operands":
+        """The registers this form reads and writes (see :class:`Operands`)."""
+        return _operands(self)
 
     @property
     def width(self) -> int:
@@ -288,6 +294,64 @@ def lookup(opcode: int, src: int = 0, off: int = 0, imm: int = 0) -> InsnSpec | 
     return None
 
 
+# --- operand facts ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Operands:
+    """Which registers an instruction form reads and writes, as fields of the instruction:
+    "dst", "src", or "r0" (a fixed r0). The one definition for the static checks
+    (compiler/check.py), the reference machine's r10 rule (sim/ref.py), and the HDL decoder's
+    and the CPU's (hdl/decode.py, hdl/cpu/core.py). A call's clobbers (r1..r5, r0) are the
+    calling convention's, not listed here."""
+    reads: frozenset
+    writes: frozenset
+    base: str | None = None     # the base register of a memory access
+    imm: bool = False           # the second operand is the immediate (K forms, st)
+    no_r10: str | None = None   # the field that traps TRAP_R10_WRITE when it names r10
+
+
+@functools.cache
+def _operands(s: InsnSpec) -> Operands:
+    k, x = s.kind, s.src_mode == BPF_X
+    srcx = {"src"} if x else set()
+    f = frozenset
+    if k == ALU:
+        reads = srcx if s.op == BPF_MOV else {"dst"} | srcx
+        return Operands(f(reads), f({"dst"}), imm=not x, no_r10="dst")
+    if k in (NEG, END):
+        return Operands(f({"dst"}), f({"dst"}), no_r10="dst")
+    if k == MOVSX:
+        return Operands(f({"src"}), f({"dst"}), no_r10="dst")
+    if k == LDDW:
+        return Operands(f(), f({"dst"}), no_r10="dst")
+    if k in (LDX, LDXSX):
+        return Operands(f({"src"}), f({"dst"}), base="src", no_r10="dst")
+    if k == ST:
+        return Operands(f({"dst"}), f(), base="dst", imm=True)
+    if k == STX:
+        return Operands(f({"dst", "src"}), f(), base="dst")
+    if k == ATOMIC:
+        fetch = isinstance(s.imm, int) and bool(s.imm & BPF_FETCH)
+        if s.imm == BPF_CMPXCHG:
+            ops = Operands(f({"dst", "src", "r0"}), f({"r0"}), base="dst")
+        else:
+            ops = Operands(f({"dst", "src"}), f({"src"} if fetch else set()), base="dst")
+        # a fetch atomic with src r10 traps, cmpxchg too (its old value goes to r0)
+        return Operands(ops.reads, ops.writes, ops.base, no_r10="src" if fetch else None)
+    if k == JCOND:
+        return Operands(f({"dst"}) | srcx, f(), imm=not x)
+    if k == CALLX:
+        return Operands(f({"dst"}), f())
+    if k == EXIT:
+        return Operands(f({"r0"}), f())
+    if k == LDABS:
+        return Operands(f(), f({"r0"}))
+    if k == LDIND:
+        return Operands(f({"src"}), f({"r0"}), base="src")
+    return Operands(f(), f())       # JA, CALL
+
+
+
+
 # --- encoding ------------------------------------------------------------------------------------
 @dataclass
 class Insn:
@@ -402,3 +466,21 @@ def decode(raw: bytes, strict: bool = True) -> list[Insn]:
 
 def encode(insns: list[Insn]) -> bytes:
     return b"".join(i.encode() for i in insns)
+
+
+def reg_masks(ins: Insn) -> tuple[int, int]:
+    """(registers read, registers written) by one instruction, as bit masks."""
+    o = ins.spec.operands
+    bit = {"dst": 1 << ins.dst, "src": 1 << ins.src, "r0": 1}
+    rd = wr = 0
+    for r in o.reads:
+        rd |= bit[r]
+    for r in o.writes:
+        wr |= bit[r]
+    return rd, wr
+
+
+def writes_r10(ins: Insn) -> bool:
+    """True when the instruction names r10 in a field it may not (TRAP_R10_WRITE)."""
+    f = ins.spec.operands.no_r10
+    return f is not None and (ins.dst if f == "dst" else ins.src) == 10

@@ -135,6 +135,8 @@ class MapDef:
     section: str = ".maps"
     btf_key_type_id: int = 0
     btf_value_type_id: int = 0
+    # global data: (variable name, offset, size, BTF type id) of each variable it holds
+    data_vars: list = field(default_factory=list)
     pinning: int = 0
 
     @property

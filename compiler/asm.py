@@ -19,22 +19,28 @@ from bpfpga import isa
 from bpfpga.errors import AsmError
 from bpfpga.isa import Insn
 
-_REG = re.compile(r"^%r(\d+)$")
-_MEM = re.compile(r"^\[\s*%r(\d+)\s*(?:([+-])\s*([0-9a-fA-Fx]+))?\s*\]$")
+_REG = re.compile(r"^%r([0-9]+)$")
+_MEM = re.compile(r"^\[\s*%r([0-9]+)\s*(?:([+-])\s*([0-9a-fA-Fx]+))?\s*\]$")
 _LABEL = re.compile(r"^([A-Za-z_.$][\w.$]*)\s*:\s*(.*)$")
 _IDENT = re.compile(r"^[A-Za-z_.$][\w.$]*$")
 
 
-def _int(tok: str, what: str) -> int:
-    t = tok.strip()
-    try:
-        if re.fullmatch(r"[+-]?0[xX][0-9a-fA-F]+", t):
-            return int(t, 16)
-        if re.fullmatch(r"[+-]?\d+", t):
-            return int(t, 10)
-    except ValueError:
-        pass
-    raise AsmError(f"invalid {what} '{tok}'")
+_NUMBER = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|[0-9]+)")
+
+
+def parse_int(tok: str, what: str) -> int:
+    """An integer token of the assembler (decimal or 0x hex, ASCII digits only, a sign and
+    spaces after it allowed); an AsmError names a malformed or absurdly long one."""
+    t = tok.replace(" ", "").strip()
+    if not _NUMBER.fullmatch(t):
+        shown = tok.strip() if len(tok.strip()) <= 40 else tok.strip()[:40] + "..."
+        raise AsmError(f"invalid {what} '{shown}'")
+    if len(t) > 40:          # 2**64 has 20 digits; int() of a huge one is slow, or refused
+        raise AsmError(f"{what} of {len(t)} characters does not fit in 64 bits")
+    return int(t, 0) if "x" in t.lower() else int(t, 10)
+
+
+_int = parse_int
 
 
 def _imm32(tok: str) -> int:
@@ -121,7 +127,7 @@ class _Ref:
 
 def _target(tok: str) -> tuple[int | None, str | None]:
     t = tok.strip()
-    if re.fullmatch(r"[+-]?\d+|[+-]?0[xX][0-9a-fA-F]+", t):
+    if re.fullmatch(r"[+-]?[0-9]+|[+-]?0[xX][0-9a-fA-F]+", t):
         return _int(t, "jump offset"), None
     if _IDENT.match(t):
         return None, t
@@ -239,14 +245,14 @@ def _is_conformance(mnem: str, rest: str) -> bool:
     if mnem == "lock":
         return not r.startswith("*")
     if mnem == "call":
-        return r.startswith(("local ", "%")) or bool(re.fullmatch(r"[+-]?(0[xX][0-9a-fA-F]+|\d+)", r))
+        return r.startswith(("local ", "%")) or bool(re.fullmatch(r"[+-]?(0[xX][0-9a-fA-F]+|[0-9]+)", r))
     if mnem in ("exit", "ja", "ja32"):
         return True
     return mnem in isa.BY_NAME and mnem != "callx"
 
 
 def _looks_llvm(line: str) -> bool:
-    return bool(re.match(r"^(r\d+|w\d+|if\b|\*\(|lock\s+\*|goto\b|gotol\b|callx\b|"
+    return bool(re.match(r"^(r[0-9]+|w[0-9]+|if\b|\*\(|lock\s+\*|goto\b|gotol\b|callx\b|"
                          r"call\s+[A-Za-z_]|may_goto)", line)) or "=" in line
 
 

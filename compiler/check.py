@@ -18,43 +18,6 @@ from bpfpga.errors import VerifyError
 ALL = (1 << 11) - 1
 
 
-def _reads_writes(ins: isa.Insn) -> tuple[int, int]:
-    """(registers read, registers written) as bit masks."""
-    s = ins.spec
-    k = s.kind
-    d, sr = 1 << ins.dst, 1 << ins.src
-    x = s.src_mode == isa.BPF_X
-    if k == isa.ALU:
-        if s.op == isa.BPF_MOV:
-            return (sr if x else 0), d
-        return d | (sr if x else 0), d
-    if k in (isa.NEG, isa.END):
-        return d, d
-    if k == isa.MOVSX:
-        return sr, d
-    if k == isa.LDDW:
-        return 0, d
-    if k in (isa.LDX, isa.LDXSX):
-        return sr, d
-    if k == isa.ST:
-        return d, 0
-    if k == isa.STX:
-        return d | sr, 0
-    if k == isa.ATOMIC:
-        if ins.imm == isa.BPF_CMPXCHG:
-            return d | sr | 1, 1
-        return d | sr, (sr if ins.imm & isa.BPF_FETCH else 0)
-    if k == isa.JCOND:
-        return d | (sr if x else 0), 0
-    if k == isa.CALLX:
-        return d, 0
-    if k == isa.EXIT:
-        return 1, 0
-    if k in (isa.LDABS, isa.LDIND):
-        return (sr if k == isa.LDIND else 0), 1
-    return 0, 0
-
-
 def check(program: bytes, entry_regs: tuple[int, ...] = (1, 10), uninit: bool = True) -> list:
     """Run the checks; returns the decoded instructions. Raises VerifyError naming the pc."""
     try:
@@ -73,8 +36,7 @@ def check(program: bytes, entry_regs: tuple[int, ...] = (1, 10), uninit: bool = 
         s = ins.spec
         k = s.kind
         nxt = pc + ins.slots
-        if k in (isa.ALU, isa.NEG, isa.END, isa.MOVSX, isa.LDDW, isa.LDX, isa.LDXSX) \
-                and ins.dst == 10:
+        if "dst" in s.operands.writes and ins.dst == 10:
             raise VerifyError(f"instruction {pc}: {s.name} writes r10 (frame pointer is "
                               f"read-only)")
         out = []
@@ -123,7 +85,7 @@ def _check_init(at, succ, calls, entry_regs) -> None:
             continue
         state[pc] = new
         ins = at[pc]
-        rd, wr = _reads_writes(ins)
+        rd, wr = isa.reg_masks(ins)     # the ISA's operand facts
         missing = rd & ~new
         if missing:
             reg = (missing & -missing).bit_length() - 1

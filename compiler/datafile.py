@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,8 +44,12 @@ def _raw_bytes(lines: list[tuple[int, str]], path: str) -> bytes:
             continue
         try:
             if len(toks) == 1 and toks[0].lower().startswith("0x"):
+                if not re.fullmatch(r"0[xX][0-9a-fA-F]{1,16}", toks[0]):
+                    raise ValueError("not a 64-bit hex word")
                 out += int(toks[0], 16).to_bytes(8, "little")
             else:
+                if not all(re.fullmatch(r"[0-9a-fA-F]{1,2}", t) for t in toks):
+                    raise ValueError("not hex bytes")
                 b = bytes(int(t, 16) for t in toks)
                 if len(b) != 8:
                     raise ValueError(f"{len(b)} bytes")
@@ -79,13 +84,19 @@ def parse_text(text: str, path: str = "<string>") -> DataFile:
         df.raw = _raw_bytes(chunks["raw"], path)
     if "mem" in chunks:
         try:
-            df.mem = bytes(int(t, 16) for _, t in chunks["mem"] for t in t.split())
+            toks = [t for _, t in chunks["mem"] for t in t.split()]
+            if not all(re.fullmatch(r"[0-9a-fA-F]{1,2}", t) for t in toks):
+                raise ValueError("not hex bytes")
+            df.mem = bytes(int(t, 16) for t in toks)
         except ValueError as e:
             raise AsmError(f"mem section: {e}", file=path) from None
     if "result" in chunks:
         vals = [t.strip() for _, t in chunks["result"] if t.strip()]
         if vals:
             v = vals[0]
+            if not re.fullmatch(r"0[xX][0-9a-fA-F]{1,16}|[0-9]{1,20}", v):
+                raise AsmError(f"result section: '{v[:40]}' is not a 64-bit number",
+                               file=path)
             df.result = int(v, 16) if "0x" in v.lower() else int(v, 10)
             df.result &= (1 << 64) - 1
     if "error" in chunks:

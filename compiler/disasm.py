@@ -206,7 +206,6 @@ def _reloc_names() -> dict[int, str]:
 def disassemble_elf(path: str, raw: bool = False) -> str:
     """Every executable section of an ELF object, with its symbols as labels and its
     relocations under the instruction they patch, in the layout of ``llvm-objdump -dr``."""
-    from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
     from elftools.elf.relocation import RelocationSection
     from elftools.elf.sections import SymbolTableSection
@@ -216,33 +215,44 @@ def disassemble_elf(path: str, raw: bool = False) -> str:
     try:
         with open(path, "rb") as f:
             elf = ELFFile(f)
+            if elf["e_machine"] != "EM_BPF":
+                raise LoadError(f"{path}: not a BPF object (machine {elf['e_machine']}, "
+                                f"not EM_BPF)")
             return _disassemble_elf(elf, path, raw, RelocationSection, SymbolTableSection)
-    except ELFError as e:
-        raise LoadError(f"{path}: not a readable ELF object ({e})") from None
     except OSError as e:
         raise LoadError(f"{path}: {e.strerror}") from None
+    except LoadError:
+        raise
+    except RecursionError:
+        raise LoadError(f"{path}: not a readable ELF object (nested too deeply)") from None
+    except Exception as e:  # noqa: BLE001 - pyelftools on a malformed file raises
+        # whatever its struct parsing meets (ELFError, struct.error, KeyError, ...)
+        raise LoadError(f"{path}: not a readable ELF object ({type(e).__name__}: {e})") \
+            from None
 
 
 def _disassemble_elf(elf, path, raw, RelocationSection, SymbolTableSection) -> str:
+    from bpfpga.errors import escape    # names from the object reach a terminal: escaped
     SHF_EXECINSTR = 0x4
     symtab = next((s for s in elf.iter_sections() if isinstance(s, SymbolTableSection)), None)
     syms = list(symtab.iter_symbols()) if symtab is not None else []
     relnames = _reloc_names()
-    lines = [f"{path}:\tfile format elf64-bpf", ""]
+    lines = [f"{escape(path)}:\tfile format elf64-bpf", ""]
     for idx, sec in enumerate(elf.iter_sections()):
         if not sec["sh_flags"] & SHF_EXECINSTR or sec["sh_type"] != "SHT_PROGBITS":
             continue
         data = sec.data()
         if not data:
             continue
+        secname = escape(sec.name)
         # labels: function and plain symbols of this section, by address
         labels: dict[int, list[str]] = {}
         for s in syms:
             if s["st_shndx"] == idx and s["st_info"]["type"] in ("STT_FUNC", "STT_NOTYPE") \
                     and s.name:
-                labels.setdefault(s["st_value"], []).append(s.name)
+                labels.setdefault(s["st_value"], []).append(escape(s.name))
         if 0 not in labels:
-            labels[0] = [sec.name]
+            labels[0] = [secname]
         starts = sorted(labels)
         # relocations that apply to this section, by offset
         relocs: dict[int, list[str]] = {}
@@ -260,17 +270,17 @@ def _disassemble_elf(elf, path, raw, RelocationSection, SymbolTableSection) -> s
                         name += f"+0x{r['r_addend']:x}" if r["r_addend"] > 0 \
                             else f"-0x{-r['r_addend']:x}"
                     rtype = relnames.get(r["r_info_type"], f"R_BPF_{r['r_info_type']}")
-                    relocs.setdefault(r["r_offset"], []).append(f"{rtype}\t{name}")
+                    relocs.setdefault(r["r_offset"], []).append(f"{rtype}\t{escape(name)}")
 
         def where(slot: int) -> str:
             addr = slot * 8
             base = max((a for a in starts if a <= addr), default=None)
             if base is None:
-                return f"<{sec.name}+0x{addr:x}>"
+                return f"<{secname}+0x{addr:x}>"
             name = labels[base][-1]
             return f"<{name}>" if addr == base else f"<{name}+0x{addr - base:x}>"
 
-        lines += [f"Disassembly of section {sec.name}:", ""]
+        lines += [f"Disassembly of section {secname}:", ""]
         for pc, insn, b in iter_insns(data):
             addr = pc * 8
             if addr in labels:

@@ -538,6 +538,20 @@ class _Loader:
             ds = self.btf.datasec(s.name) if self.btf is not None else None
             if ds is not None:
                 m.btf_value_type_id = ds.id
+                # the variables' places, as libbpf fixes up the DATASEC (clang leaves its
+                # size and offsets 0): by their symbols in this section
+                syms = {y.name: y for y in self.syms if y.shndx == s.idx and y.name}
+                for vi in ds.secinfo:
+                    if 0 < vi.type < len(self.btf):
+                        v = self.btf.types[vi.type]
+                        y = syms.get(v.name)
+                        if v.kind == B.BTF_KIND_VAR and y is not None:
+                            try:
+                                size = self.btf.size(v.type)
+                            except LoadError:
+                                continue
+                            if y.value + size <= s.size:
+                                m.data_vars.append((v.name, y.value, size, v.type))
                 # as libbpf: mmapable when a global (non-static) variable lives there
                 for vi in ds.secinfo:
                     if 0 < vi.type < len(self.btf):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from bpfpga import isa, memmap
 from bpfpga.errors import LoadError
+from bpfpga.records import MAP_DESC
 from bpfpga.obj import (BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY, MAP_IN_MAP_TYPES,
                         BpfObject, MapDef)
 
@@ -63,6 +64,32 @@ class Image:
             raise LoadError(f"no map named '{name}' in {self.obj.path}") from None
 
 
+# the kernel's map_alloc_check rules for the sizes of a map (kernel/bpf/arraymap.c, hashtab.c,
+# devmap.c): type -> (key_size or None for any non-zero, value_size or None for any non-zero)
+_ARRAYS = {2: (4, None), 6: (4, None), 3: (4, (4,)), 12: (4, (4,)), 14: (4, (4, 8)),
+           25: (4, (4, 8)), 13: (None, (4,))}
+
+
+def check_map(md: MapDef) -> None:
+    """Refuse a map the kernel's BPF_MAP_CREATE refuses for its sizes (EINVAL), with one line
+    naming it: the same object must be refused on every target."""
+    key, values = _ARRAYS.get(md.type, (None, None))
+    why = None
+    if md.max_entries <= 0 and md.data is None:
+        why = "max_entries 0"
+    elif key is not None and md.key_size != key:
+        why = f"key_size {md.key_size} (the kernel requires {key})"
+    elif key is None and md.key_size <= 0:
+        why = "key_size 0"
+    elif values is not None and md.value_size not in values:
+        why = f"value_size {md.value_size} (the kernel requires " \
+              f"{' or '.join(map(str, values))})"
+    elif md.value_size <= 0:
+        why = "value_size 0"
+    if why:
+        raise LoadError(f"map '{md.name}' ({md.type_name}): {why}; the kernel refuses it")
+
+
 def value_slots(md: MapDef) -> int:
     """Value slots a map needs: map-in-map and PROG_ARRAY store handles, not values."""
     return max(md.max_entries, 1)
@@ -97,6 +124,7 @@ def layout(obj: BpfObject, ncpus: int = 1, map_size: int = memmap.MAP_SIZE,
         return r
 
     for md in obj.maps:
+        check_map(md)
         add(md, md.name)
     # inner map instances named by map-in-map slots are ordinary maps of the object; a
     # map-in-map whose slots the host fills later gets its inner maps from the host.
@@ -149,6 +177,7 @@ def hw_layout(obj: BpfObject, ncpus: int, map_size: int, map_base: int = 0,
     img = Image(obj, ncpus=ncpus)
     addr = memmap.MAP_BASE + map_base
     for md in obj.maps:
+        check_map(md)
         if md.type not in HW_TYPES:
             raise LoadError(f"map '{md.name}': map type {md.type_name} is not supported by "
                             f"the hardware engine")
@@ -233,16 +262,16 @@ def program_pc(spans, pc: int) -> tuple[str | None, int]:
 
 
 def hw_descriptor(r: Region) -> list[int]:
-    """The 8 descriptor words of a map (hdl/control.py D_*)."""
+    """The 8 descriptor words of a map (bpfpga/records.py MAP_DESC)."""
     md = r.md
     off = memmap.MAP_BASE
-    return [md.type | (md.key_size & 0xFF) << 8 | (md.value_size & 0xFFFF) << 16,
-            md.max_entries,
-            r.base - off,
-            r.stride | r.key_stride << 16,
-            # one value block per core for PERCPU maps only: a shared map's cores all use
-            # block 0 (the helper unit adds core * this to every value address)
-            r.stride * r.slots if r.cpus > 1 else 0,
-            (r.key_base - off) if r.key_base else 0,
-            (r.meta_base - off) if r.meta_base else 0,
-            max(r.nslots, 1) - 1]
+    return MAP_DESC.pack(
+        type=md.type, key_size=md.key_size, value_size=md.value_size,
+        max_entries=md.max_entries, base=r.base - off, stride=r.stride,
+        key_stride=r.key_stride,
+        # one value block per core for PERCPU maps only: a shared map's cores all use
+        # block 0 (the helper unit adds core * this to every value address)
+        cpu_stride=r.stride * r.slots if r.cpus > 1 else 0,
+        key_base=(r.key_base - off) if r.key_base else 0,
+        meta=(r.meta_base - off) if r.meta_base else 0,
+        mask=max(r.nslots, 1) - 1)

@@ -21,9 +21,11 @@ from bpfpga import isa
 from bpfpga.errors import AsmError
 from bpfpga.isa import Insn
 
+from .asm import parse_int as _int
+
 _IDENT_RE = re.compile(r"^[A-Za-z_.$][\w.$]*$")
-_NUM_RE = re.compile(r"^[+-]?\s*(?:0[xX][0-9a-fA-F]+|\d+)$")
-_REG_RE = re.compile(r"^([rw])(\d+)$")
+_NUM_RE = re.compile(r"^[+-]?\s*(?:0[xX][0-9a-fA-F]+|[0-9]+)$")
+_REG_RE = re.compile(r"^([rw])([0-9]+)$")
 
 _ALU_BY_SYM = {sym: op for op, sym in isa.ALU_SYMBOL.items()}
 _JMP_BY_SYM = {sym: op for op, sym in isa.JMP_SYMBOL.items()}
@@ -32,30 +34,23 @@ _ATOMIC_BY_NAME = {name: op for op, name in isa.ATOMIC_FETCH_NAME.items()}
 _SIZE_BY_CTYPE = {ct: size for size, ct in isa.SIZE_CTYPE.items()}          # "u32" -> BPF_W
 _SIZE_BY_BITS = {8 * n: size for size, n in isa.SIZE_BYTES.items()}         # 32 -> BPF_W
 
-_CTYPE = r"\*\(\s*([us])(\d+)\s*\*\s*\)"
+_CTYPE = r"\*\(\s*([us])([0-9]+)\s*\*\s*\)"
 _ASSIGN = re.compile(r"^(\S+?)\s*(s>>=|s/=|s%=|<<=|>>=|[-+*/|&^%]=|=)\s*(.*)$")
 _IF = re.compile(r"^if\s+(\S+)\s*(s<=|s>=|s<|s>|<=|>=|==|!=|<|>|&)\s*(\S+)\s+goto\s+(\S+)$")
 _LOCK = re.compile(rf"^lock\s+{_CTYPE}\s*\((.*)\)\s*([-+|&^]=)\s*(\S+)$")
 _STORE = re.compile(rf"^{_CTYPE}\s*\((.*)\)\s*=\s*(\S+)$")
 _LOAD = re.compile(rf"^{_CTYPE}\s*\((.*)\)$")
 _SKB = re.compile(rf"^{_CTYPE}\s*skb\s*\[(.*)\]$")
-_FETCH = re.compile(rf"^atomic_fetch_(\w+)\s*\(\s*\(\s*([us])(\d+)\s*\*\s*\)\s*\((.*)\)\s*,"
+_FETCH = re.compile(rf"^atomic_fetch_(\w+)\s*\(\s*\(\s*([us])([0-9]+)\s*\*\s*\)\s*\((.*)\)\s*,"
                     r"\s*(\S+)\s*\)$")
 _XCHG = re.compile(r"^xchg(32_32|_64)\s*\((.*),\s*(\S+)\s*\)$")
 _CMPXCHG = re.compile(r"^cmpxchg(32_32|_64)\s*\((.*),\s*(\S+)\s*,\s*(\S+)\s*\)$")
-_MOVSX = re.compile(r"^\(\s*s(\d+)\s*\)\s*(\S+)$")
-_END = re.compile(r"^(be|le|bswap)(\d+)\s+(\S+)$")
+_MOVSX = re.compile(r"^\(\s*s([0-9]+)\s*\)\s*(\S+)$")
+_END = re.compile(r"^(be|le|bswap)([0-9]+)\s+(\S+)$")
 _MEMOP = re.compile(r"^(\w+)\s*(?:([+-])\s*([+-]?\s*\w+))?$")
 
 
 # --- tokens --------------------------------------------------------------------------------------
-def _int(tok: str, what: str) -> int:
-    t = tok.replace(" ", "")
-    if not _NUM_RE.match(t):
-        raise AsmError(f"invalid {what} '{tok}'")
-    return int(t, 0) if "x" in t.lower() else int(t, 10)
-
-
 def _imm32(tok: str, what: str = "immediate") -> int:
     v = _int(tok, what)
     if not -(1 << 31) <= v <= (1 << 32) - 1:
@@ -372,7 +367,7 @@ def _skb(line: str, d: int, sign: str, bits: str, inner: str) -> Insn:
     if d != 0:
         raise AsmError(f"packet loads write r0: '{line}'")
     size = _size(sign, bits, line)
-    m = re.match(r"^\s*(r\d+|w\d+)\s*(?:([+-])\s*(\S+))?\s*$", inner)
+    m = re.match(r"^\s*(r[0-9]+|w[0-9]+)\s*(?:([+-])\s*(\S+))?\s*$", inner)
     if m:
         _, s = _reg(m.group(1), "r")
         imm = 0

@@ -69,6 +69,8 @@ class MacDropFilter(LiteXModule):
             source.valid.eq(go & ~drop),
             sink.ready.eq(1),
         ]
+        self.dropped = Signal(32)           # frames to ``mac`` dropped
+        self.sync += If(go & r_first & match, self.dropped.eq(self.dropped + 1))
         self.sync += [
             If(sink.valid,
                 sink.connect(r, omit={"valid", "ready"}),
@@ -131,13 +133,17 @@ class EnginePort(LiteXModule, AutoCSR):
     def __init__(self, mac_source, mac_sink, eng_sink, eng_source, eng_dw: int,
                  drop_mac: int | None = None):
         self.rx_dropped = CSRStatus(32, description="Frames dropped: the engine was behind.")
+        if drop_mac is not None:
+            self.rx_mgmt = CSRStatus(32, description="Frames to the management address kept "
+                                     "from the engine (they go to the host link's stack).")
 
         # RX ----------------------------------------------------------------------------
         depth = 2 * MAX_FRAME // (MAC_DW // 8)
         self.gate = gate = FrameGate(MAC_DW, depth)
         if drop_mac is not None:
             self.macfilter = filt = MacDropFilter(drop_mac, MAC_DW)
-            self.comb += [mac_source.connect(filt.sink), filt.source.connect(gate.sink)]
+            self.comb += [mac_source.connect(filt.sink), filt.source.connect(gate.sink),
+                          self.rx_mgmt.status.eq(filt.dropped)]
         else:
             self.comb += mac_source.connect(gate.sink)
         rx = [gate]

@@ -23,6 +23,7 @@ from litex.soc.cores.clock import ECP5PLL
 from litex.soc.integration.soc import SoCRegion
 from litex.soc.integration.soc_core import SoCMini
 from litex.soc.interconnect import stream
+from litex.soc.interconnect.csr import CSRStatus
 
 from liteeth.common import convert_ip, eth_phy_description
 from liteeth.core.arp import LiteEthARP
@@ -39,6 +40,7 @@ from liteeth.phy.ecp5rgmii import LiteEthPHYRGMII
 from bpfpga.boards.base import Board
 from bpfpga.gateware.engine import LiteXEngine, engine_component, generate_verilog, \
     read_contract
+from bpfpga.gateware.ebauth import EtherboneAuth
 from bpfpga.gateware.ethport import MAC_DW, EnginePort
 from bpfpga.gateware.hostport import HostPacketPort
 
@@ -178,6 +180,36 @@ class _BufferedCrossbar:
         return getattr(self._xbar, name)
 
 
+def _etherbone_key(board: Board) -> bytes:
+    import os
+
+    from bpfpga.auth import parse_key
+    text = os.environ.get("BPFPGA_EB_KEY")
+    if not text:
+        raise ValueError(f"{board.name}: its Etherbone host link shares a data port, so every "
+                         f"request is authenticated: give the key to build in with "
+                         f"BPFPGA_EB_KEY (32 hex digits, or a key file only you can read; "
+                         f"the host uses the same with --key or $BPFPGA_KEY)")
+    return parse_key(text, "BPFPGA_EB_KEY")
+
+
+class _GatedCrossbar:
+    """Hands Etherbone the verifier's side of its UDP port (gateware/ebauth.py)."""
+
+    def __init__(self, owner, crossbar, gate):
+        self._owner, self._xbar, self._gate = owner, crossbar, gate
+
+    def get_port(self, *args, **kwargs):
+        real = self._xbar.get_port(*args, **kwargs)
+        g = self._gate
+        user = SimpleNamespace(sink=g.eb_sink, source=g.eb_source)
+        self._owner.comb += [real.source.connect(g.net_sink), g.net_source.connect(real.sink)]
+        return user
+
+    def __getattr__(self, name):
+        return getattr(self._xbar, name)
+
+
 class BpfpgaSoC(SoCMini):
     def __init__(self, board: Board, cores: int | None = None, clock_mhz: float | None = None,
                  out_dir: Path | None = None, engine_kwargs: dict | None = None,
@@ -273,6 +305,10 @@ class BpfpgaSoC(SoCMini):
         self.eb_crossbar = crossbar = LiteEthMACCrossbar(dw)
         self.eb_mac = LiteEthMACCoreCrossbar(core, crossbar, iface, dw, hw_mac=None)
         mac = SimpleNamespace(crossbar=_BufferedCrossbar(self, crossbar))
+        # the port carries XDP traffic too: anyone who can send it a frame can reach the
+        # Etherbone port, so every request must authenticate (gateware/ebauth.py); the key is
+        # the build's (BPFPGA_EB_KEY: 32 hex digits or an owner-only key file)
+        key = _etherbone_key(self.board)
         ip_address = convert_ip(host.ip)
         self.eb_arp = arp = LiteEthARP(mac, host.mac, ip_address, self.sys_clk_freq, dw=dw)
         # IP packets to this address only: with the crossbar unfiltered the stack sees
@@ -283,8 +319,15 @@ class BpfpgaSoC(SoCMini):
         self.eb_icmp = icmp = LiteEthICMP(ip, ip_address, dw=dw)
         _block_ram(icmp)
         self.eb_udp = udp = LiteEthUDP(ip, ip_address, dw=dw)
+        self.eb_auth = gate = EtherboneAuth(key)
         self.etherbone = eb = LiteEthEtherbone(
-            SimpleNamespace(crossbar=_BufferedCrossbar(self, udp.crossbar)), host.udp_port,
-            mode="master", cd="sys")
+            SimpleNamespace(crossbar=_GatedCrossbar(self, _BufferedCrossbar(self, udp.crossbar),
+                                                    gate)),
+            host.udp_port, mode="master", cd="sys")
+        self.eb_accepted = CSRStatus(32, description="Etherbone requests authenticated.")
+        self.eb_refused = CSRStatus(32, description="Etherbone requests refused (no or a "
+                                    "bad tag, replayed, too long).")
+        self.comb += [self.eb_accepted.status.eq(gate.accepted),
+                      self.eb_refused.status.eq(gate.refused)]
         self.bus.add_master(name="etherbone", master=eb.wishbone.bus)
         return iface.sink, iface.source

@@ -4,6 +4,8 @@ library (host/device.py). Pure constants, no Amaranth: the host imports it.
 Wishbone B4 classic, 32-bit data, WORD addresses (as LiteX's UART bridge and Etherbone use
 them), ``ADR_BITS`` wide. docs/registers.md is the prose version of this file.
 """
+from bpfpga.records import INJ_HDR, RING_HDR, TRACE_REC
+
 ADR_BITS = 20
 IDENT = 0x62706658            # "bpfX": the XDP engine (the stand-in answers 0x62706653)
 VERSION = 3                   # 2: write window and keyed commit; 3: capability registers
@@ -77,32 +79,12 @@ C_BUSY = 48                   # + core: cycles spent running programs
 C_PKTS = 56                   # + core: packets run
 N_COUNTERS = 64
 
-# output ring record: 4 header words (64-bit) then the packet, 8 bytes a word
-#   h0: len[0:16] verdict[16:19] trap[20:24] in_port[24:28] core[28:32] redirect[32:64]
-#   h1: r0
-#   h2: trap_pc[0:32] insns[32:64]
-#   h3: cycles[0:32] tailcalls[32:40] seq[40:64]
-HDR_WORDS = 4
-
-# inject ring record: 1 header word then the frame, 8 bytes a word
-#   h0: len[0:16] in_port[16:20] (0..P-1 a port, P the host; the ingress ifindex is in_port + 1)
-INJ_HDR_WORDS = 1
-
-# trace FIFO record (trace_printk), 6 64-bit words in a slot of 8:
-#   t0: fmt_addr[0:32] fmt_size[32:45] core[48:56]
-#   t1: len[0:32] (the text's length, what the helper returned) seq[32:56] (the frame's)
-#   t2: ktime (ns, at the call)   t3, t4, t5: r3, r4, r5
-TRACE_REC_WORDS = 6
+# the records (output ring header, inject header, trace record, map descriptor, STATUS and
+# INFO bits) are field tables in bpfpga/records.py: the engine's layouts (hdl/layouts.py) and
+# the host's pack/unpack are both built from them
+HDR_WORDS = RING_HDR.words            # then the packet, 8 bytes a word
+INJ_HDR_WORDS = INJ_HDR.words         # then the frame
+TRACE_REC_WORDS = TRACE_REC.words     # in a slot of TRACE_SLOT_WORDS
 TRACE_SLOT_WORDS = 8
-
-# map descriptor words
-D_TYPE = 0        # type[0:8] key_size[8:16] value_size[16:32]
-D_MAX = 1         # max_entries
-D_BASE = 2        # offset of value slot 0 in map memory
-D_STRIDE = 3      # stride[0:16] key_stride[16:32]
-D_CPU_STRIDE = 4  # bytes between the per-core blocks of values
-D_KEY_BASE = 5    # offset of key slot 0 (hash, LPM)
-D_META = 6        # offset of metadata: u32 count, 4 pad, then one state byte per slot
-D_MASK = 7        # hash table slots - 1 (a power of two minus one)
 
 SLOT_EMPTY, SLOT_VALID, SLOT_DELETED = 0, 1, 2

@@ -20,8 +20,8 @@ KINDS = [isa.ALU, isa.NEG, isa.MOVSX, isa.END, isa.LDDW, isa.LDABS, isa.LDIND, i
 K = {k: i for i, k in enumerate(KINDS)}
 KIND_BITS = (len(KINDS) - 1).bit_length()
 
-# kinds whose destination register is written (the r10 check), as the reference machine has it
-WRITES_DST = (isa.ALU, isa.NEG, isa.MOVSX, isa.END, isa.LDDW, isa.LDX, isa.LDXSX)
+# kinds whose destination register is written (the r10 check), from the ISA's operand facts
+WRITES_DST = tuple(dict.fromkeys(s.kind for s in isa.SPECS if "dst" in s.operands.writes))
 
 _LOG2 = {1: 0, 2: 1, 4: 2, 8: 3}
 
@@ -95,10 +95,8 @@ def decoder(m: Module, insn: Value) -> Decoded:
         if spec.kind == isa.LDDW:
             bad.append(src != 0)
         r10 = None
-        if spec.kind in WRITES_DST:
-            r10 = dst == 10
-        elif spec.kind == isa.ATOMIC and spec.imm != isa.FREE and spec.imm & isa.BPF_FETCH:
-            r10 = src == 10
+        if spec.operands.no_r10 is not None:
+            r10 = fields[spec.operands.no_r10][0] == 10
         with m.If(Cat(*bad).any() if bad else C(0)):
             m.d.comb += d.trap.eq(traps.TRAP_RESERVED)
         if r10 is not None:

@@ -12,6 +12,8 @@ open-addressing tables in the layout of compiler/link.py's hw_layout.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth import *
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -20,7 +22,9 @@ from amaranth.lib.wiring import In, Out
 from bpfpga import memmap, traps
 from bpfpga.hdl import control as C
 from bpfpga.hdl.bus import DataBusSignature, HelperSignature
+from bpfpga.hdl import layouts
 from bpfpga.hdl.config import HELPERS
+from bpfpga.hdl.helpers import adjust, csum_diff
 from bpfpga.hdl.maps_hw import hdl_hash_final
 from bpfpga.obj import (BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_DEVMAP,
                         BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_LRU_HASH,
@@ -32,8 +36,6 @@ from bpfpga.obj import (BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_
 M64 = (1 << 64) - 1
 EINVAL, ENOENT, E2BIG, EEXIST, EACCES = 22, 2, 7, 17, 13
 TAILROOM = 320
-XDP_FRAME_SIZE = 40
-ETH_HLEN = 14
 MAX_TAIL_CALLS = 33
 
 # helper ids (enum bpf_func_id)
@@ -50,10 +52,16 @@ HASH_TYPES = (BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_HASH
 
 # trace_printk format parser states (bpfpga/printk.py is the same language in Python)
 TP_LIT, TP_PCT, TP_FLAGS, TP_WIDTH, TP_LONG, TP_PTR = range(6)
-TRACE_REC_BITS = 6 * 64     # the record the helper hands the engine's trace FIFO (control.py)
 
 # where a shared routine (copy / zero) returns to
 RET_ACK, RET_INS_VAL, RET_INS_STATE, RET_MM_DONE, RET_TAIL_DONE = range(5)
+
+
+class HelperContext(SimpleNamespace):
+    """What a sub-unit (hdl/helpers/) reaches of the unit: the module and the helper's
+    arguments, its bus ``access``, the window check (``win_ok``, its result ``wo_ok``), the
+    copy routine's pointers (``cp_*``), the packet pointers, ``finish`` / ``fault`` /
+    ``set_res`` for r0, and the constants they test."""
 
 
 def _neg(e):
@@ -93,7 +101,7 @@ class HelperUnit(wiring.Component):
             # trace_printk: a record for the engine's trace FIFO (the engine adds the frame's
             # seq); tr_ack when it was written or dropped (FIFO full)
             "tr_req": Out(1),
-            "tr_rec": Out(TRACE_REC_BITS),
+            "tr_rec": Out(layouts.TRACE_REC),
             "tr_ack": In(1),
         })
 
@@ -154,18 +162,18 @@ class HelperUnit(wiring.Component):
         trap = Signal(4)
         ex = Signal()
         mapn = Signal(range(cfg.max_maps))
-        d = Signal(256)
-        dtype = d[0:8]
-        ksz = d[8:16]
-        vsz = d[16:32]
-        maxe = d[32:64]
-        base = d[64:96]
-        stride = d[96:112]
-        kstride = d[112:128]
-        cpustride = d[128:160]
-        kbase = d[160:192]
-        meta = d[192:224]
-        mask = d[224:256]
+        d = Signal(layouts.MAP_DESC)     # the map's descriptor (bpfpga/records.py MAP_DESC)
+        dtype = d.type
+        ksz = d.key_size
+        vsz = d.value_size
+        maxe = d.max_entries
+        base = d.base
+        stride = d.stride
+        kstride = d.key_stride
+        cpustride = d.cpu_stride
+        kbase = d.key_base
+        meta = d.meta
+        mask = d.mask
         # the key, one 64-bit word per entry, in LUT RAM (read and written at ki only); its
         # low 32 bits also in k0 (an array index, an LPM prefix length)
         kmem = Memory(shape=64, depth=max(2, KW), init=[])
@@ -195,9 +203,6 @@ class HelperUnit(wiring.Component):
         best_ok = Signal()
         best_p = Signal(12)
         best_i = Signal(SW)
-        cs_a = Signal(41)       # (at most 128 words and the seed: no carry beyond)
-        cs_b = Signal(41)
-        mm_i = Signal(8)
         cpu_i = Signal(8)
         lock = Signal()
         m.d.comb += bus.lock.eq(lock)
@@ -362,16 +367,6 @@ class HelperUnit(wiring.Component):
 
         ktime_r = self.ktime
 
-        # csum folding
-        def fold(v):
-            s1 = Signal(34)
-            s2 = Signal(33)
-            m.d.comb += [s1.eq(v[0:32] + v[32:41]), s2.eq(s1[0:32] + s1[32:34])]
-            return s2[0:32]
-
-        fa = fold(cs_a)
-        fb = fold(cs_b)
-
         # trace_printk: parse the format as the kernel checks it, count the text's length
         tp_kt = Signal(64)           # ktime at the call
         tp_ch = Signal(8)
@@ -407,8 +402,11 @@ class HelperUnit(wiring.Component):
         with m.Elif(num_step):
             m.d.sync += [tp_nd.eq(tp_nd + 1),
                          tp_p.eq(Mux(tp_hex, tp_p << 4, (tp_p << 3) + (tp_p << 1)))]
-        m.d.comb += [self.tr_rec.eq(Cat(a1[0:32], a2[0:13], Const(0, 3), Const(self.core, 8),
-                                        Const(0, 8), tp_len, Const(0, 32), tp_kt, a3, a4, a5))]
+        # (the lane adds the frame's seq)
+        tr = self.tr_rec
+        m.d.comb += [tr.fmt.eq(a1[0:32]), tr.fmt_size.eq(a2[0:13]), tr.core.eq(self.core),
+                     tr.len.eq(tp_len), tr.ktime.eq(tp_kt), tr.arg0.eq(a3), tr.arg1.eq(a4),
+                     tr.arg2.eq(a5)]
 
         res_hi_out = Signal(32)
         with m.Switch(res_hk):
@@ -490,14 +488,14 @@ class HelperUnit(wiring.Component):
                 with m.State("DESC1"):
                     if DW == 1:
                         m.d.sync += [d.eq(self.desc_data), ki.eq(0),
-                                     hacc.eq(self.desc_data[8:16])]
+                                     hacc.eq(layouts.MAP_DESC(self.desc_data).key_size)]
                         m.next = "DISPATCH"
                     else:
                         # word dk - 1 arrives (dk wraps to 0 as the last one is asked for)
-                        m.d.sync += d.word_select((dk - 1)[0:len(dk)], 256 // DW).eq(
+                        m.d.sync += d.as_value().word_select((dk - 1)[0:len(dk)], 256 // DW).eq(
                             self.desc_data)
                         with m.If(dk == 0):
-                            m.d.sync += [ki.eq(0), hacc.eq(d[8:16])]
+                            m.d.sync += [ki.eq(0), hacc.eq(d.key_size)]
                             m.next = "DISPATCH"
                         with m.Else():
                             m.d.sync += dk.eq(dk + 1)
@@ -879,57 +877,22 @@ class HelperUnit(wiring.Component):
                         with m.Default():
                             m.next = "ACK"
 
-            # --------------------------------------------------------- csum_diff
+            # --------------------------------------------------------- the sub-units
+            # (hdl/helpers/: each declares its signals beside its states and reaches the bus,
+            # the window check, the copy routine and the result through the unit's services)
+            u = HelperContext(
+                m=m, hs=hs, PW=PW, a1=a1, a2=a2, a3=a3, a4=a4, a5=a5, bus=bus, tmp=tmp,
+                win_ok=win_ok, wo_ok=wo_ok, access=access, finish=finish, fault=fault,
+                set_res=set_res, neg=_neg, EINVAL=EINVAL, EACCES=EACCES,
+                cp_src=cp_src, cp_len=cp_len, cp_step=cp_step, cp_src_next=cp_src_next,
+                cp_len_next=cp_len_next, cp_dst=cp_dst, cp_zero=cp_zero, ret=ret,
+                RET_ACK=RET_ACK, data=data, data_meta=data_meta, data_end=data_end,
+                data_end_port=self.data_end, hard_end=hard_end,
+                H_ADJUST_HEAD=H_ADJUST_HEAD, H_ADJUST_META=H_ADJUST_META,
+                H_ADJUST_TAIL=H_ADJUST_TAIL)
             if H_CSUM_DIFF in hs:
-                fsz = a2[0:32]
-                tsz = a4[0:32]
-                with m.State("CS0"):
-                    win_ok(a1, fsz)
-                    with m.If(((fsz | tsz)[0:2] != 0) | (a2[10:32] != 0) | (a4[10:32] != 0)
-                              | ((fsz[0:10] + tsz[0:10]) > 512) | (a2[32:] != 0)
-                              | (a4[32:] != 0)):
-                        finish(_neg(EINVAL))
-                    with m.Elif((fsz != 0) & ~wo_ok):
-                        fault(traps.TRAP_MEM)
-                    with m.Else():
-                        m.next = "CS1"
-                with m.State("CS1"):                # (one window check a cycle)
-                    with m.If((tsz != 0) & ~win_ok(a3, tsz)):
-                        fault(traps.TRAP_MEM)
-                    with m.Else():
-                        m.d.sync += [cs_a.eq(Mux(tsz != 0, a5[0:32], 0)),
-                                     cs_b.eq(Mux((fsz != 0) & (tsz == 0), ~a5[0:32], 0)),
-                                     cp_src.eq(a3[0:32]), cp_len.eq(tsz)]
-                        m.next = "CS_TO"
-                # the "to" words into cs_a, then the "from" words into cs_b
-                # (sizes are multiples of 4, at most 512: cp_len counts down to 0)
-                for st, acc, then, load in (
-                        ("CS_TO", cs_a, "CS_FR", [cp_src.eq(a1[0:32]), cp_len.eq(fsz)]),
-                        ("CS_FR", cs_b, "CS_FIN", [])):
-                    with m.State(st):
-                        m.d.comb += cp_step.eq(4)
-                        with m.If(cp_len == 0):
-                            m.d.sync += load
-                            m.next = then
-                        with m.Else():
-                            with m.If(access(cp_src, 2)):
-                                m.d.sync += [acc.eq(acc + bus.rdata[0:32]),
-                                             cp_src.eq(cp_src_next), cp_len.eq(cp_len_next)]
-                with m.State("CS_FIN"):
-                    r = Signal(32)
-                    sum2 = Signal(33)
-                    m.d.comb += sum2.eq(fa + (~fb)[0:32])
-                    with m.If((fsz != 0) & (tsz != 0)):
-                        m.d.comb += r.eq((sum2 + sum2[32])[0:32])
-                    with m.Elif(tsz != 0):
-                        m.d.comb += r.eq(fa)
-                    with m.Elif(fsz != 0):
-                        m.d.comb += r.eq(~fb)
-                    with m.Else():
-                        m.d.comb += r.eq(a5[0:32])
-                    t = Signal(32)
-                    m.d.comb += t.eq((r + r.rotate_left(16))[0:32])
-                    finish(t[16:32])
+                csum_diff.add_states(u)
+            adjust.add_states(u)
 
             # --------------------------------------------------------- trace_printk
             if H_TRACE in hs:       # (trace_depth 0: no trace unit, no format parser)
@@ -1066,74 +1029,6 @@ class HelperUnit(wiring.Component):
                     with m.If(self.tr_ack):
                         finish(tp_len)
 
-            # --------------------------------------------------------- adjust head / meta / tail
-            # (offsets in the packet buffer; a delta beyond +-2**(PW+1) moves any pointer out
-            # of the buffer: -EINVAL from every check below, so it is caught first)
-            delta = Signal(signed(PW + 3))
-            dbig = (a2[PW + 1:32] != 0) & (a2[PW + 1:32] != (1 << (31 - PW)) - 1)
-            m.d.comb += delta.eq(a2[0:PW + 2].as_signed())
-            metalen = Signal(8)
-            if adj_meta:
-                m.d.comb += metalen.eq(data - data_meta)
-            if H_ADJUST_HEAD in hs:
-                with m.State("AH0"):
-                    nd = Signal(signed(PW + 3))
-                    m.d.comb += nd.eq(data + delta)
-                    frame_end = metalen + XDP_FRAME_SIZE
-                    with m.If(dbig | (nd < frame_end) | (nd > data_end - ETH_HLEN)):
-                        finish(_neg(EINVAL))
-                    with m.Elif(metalen != 0):      # (never without adjust_meta)
-                        if adj_meta:
-                            m.d.sync += mm_i.eq(0)
-                            m.next = "MM_RD"
-                    with m.Else():
-                        m.next = "AH_SET"
-            # move the metadata with the data (byte by byte, in the safe direction)
-            mm_idx = Mux(delta < 0, mm_i, metalen - 1 - mm_i)
-            mm_src = Signal(PW)
-            m.d.comb += mm_src.eq(data_meta + mm_idx)
-            if adj_meta and H_ADJUST_HEAD in hs:
-                with m.State("MM_RD"):
-                    with m.If(mm_i >= metalen):
-                        m.next = "AH_SET"
-                    with m.Else():
-                        with m.If(access(memmap.PKT_BASE | mm_src, 0)):
-                            m.d.sync += tmp.eq(bus.rdata)     # (a byte write: low byte)
-                            m.next = "MM_WR"
-                with m.State("MM_WR"):
-                    with m.If(access(memmap.PKT_BASE | (mm_src + delta)[0:PW], 0, 1, tmp)):
-                        m.d.sync += mm_i.eq(mm_i + 1)
-                        m.next = "MM_RD"
-            if H_ADJUST_HEAD in hs:
-                with m.State("AH_SET"):
-                    m.d.sync += [data.eq(data + delta), data_meta.eq(data_meta + delta)]
-                    finish(0)
-            if adj_meta:
-                with m.State("AM0"):
-                    nm = Signal(signed(PW + 3))
-                    ml = Signal(signed(PW + 3))
-                    m.d.comb += [nm.eq(data_meta + delta), ml.eq(data - nm)]
-                    with m.If(dbig | (nm < XDP_FRAME_SIZE) | (nm > data)):
-                        finish(_neg(EINVAL))
-                    with m.Elif((ml[0:2] != 0) | (ml > 32)):
-                        finish(_neg(EACCES))
-                    with m.Else():
-                        m.d.sync += data_meta.eq(nm)
-                        finish(0)
-            if H_ADJUST_TAIL in hs:
-                with m.State("AT0"):
-                    ne = Signal(signed(PW + 3))
-                    m.d.comb += ne.eq(data_end + delta)
-                    with m.If(dbig | (ne > hard_end) | (ne < data + ETH_HLEN)):
-                        finish(_neg(EINVAL))
-                    with m.Elif(delta > 0):
-                        m.d.sync += [cp_dst.eq(self.data_end), cp_len.eq(delta), cp_zero.eq(1),
-                                     ret.eq(RET_ACK), data_end.eq(ne)]
-                        set_res(0)
-                        m.next = "CP_WR"
-                    with m.Else():
-                        m.d.sync += data_end.eq(ne)
-                        finish(0)
         self.states = tuple(fsm.encoding)      # (what was built: tests look)
         ins_key = fsm.ongoing("INS_KEY") if hashes and update else 0
         m.d.comb += bus.wdata[32:64].eq(Mux(ins_key, k_rd.data[32:64],

@@ -1,5 +1,5 @@
-"""Map memory in hardware: the hash function (bit-exact twin in Python for the host), the
-map-memory arbiter that several cores and the host share, and the CRC-32 the program loader
+"""Map memory in hardware: the hash function (its bit-exact twin for the host is
+bpfpga/maphash.py), the map-memory arbiter that several cores and the host share, and the CRC-32 the program loader
 checks a staged image with.
 
 Hash maps are open-addressing tables (linear probing) with one state byte per slot (empty,
@@ -16,35 +16,6 @@ from amaranth.lib.wiring import In, Out
 from bpfpga.hdl.bus import DataBusSignature
 
 M32 = 0xFFFF_FFFF
-M64 = (1 << 64) - 1
-
-
-# ---------------------------------------------------------------------------- hash (Python)
-def _rotl64(x: int, n: int) -> int:
-    return ((x << n) | (x >> (64 - n))) & M64
-
-
-def hash_step(h: int, w: int) -> int:
-    """One 64-bit key word into the running hash (cheap in gates: rotate, xor, one adder)."""
-    t = (h ^ w) & M64
-    return (_rotl64(t, 29) ^ ((t + (t >> 11)) & M64)) & M64
-
-
-def hash_final(h: int) -> int:
-    x = (h ^ (h >> 32)) & M32
-    x ^= x >> 15
-    x = (x + (x << 5)) & M32
-    x ^= x >> 13
-    return x
-
-
-def key_hash(key: bytes) -> int:
-    """The hash of a map key as the hardware computes it: the key size seeds it, then every
-    8-byte little-endian word (the last zero-padded)."""
-    h = len(key)
-    for i in range(0, len(key), 8):
-        h = hash_step(h, int.from_bytes(key[i:i + 8].ljust(8, b"\0"), "little"))
-    return hash_final(h)
 
 
 # ---------------------------------------------------------------------------- hash (HDL)

@@ -202,6 +202,24 @@ def register(group: click.Group) -> None:
         if not r["timing_met"]:
             click.echo("warning: timing not met (kept because of --allow-timing-fail)", err=True)
 
+    @board.command("report")
+    @click.argument("report", type=click.Path(dir_okay=False, exists=True))
+    @click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
+                  help="Draw utilisation by resource and Fmax per clock domain.")
+    def report_cmd(report, plot):
+        """Show a build's REPORT.json (board build writes it next to the bitstream)."""
+        from bpfpga.boards import BoardError
+        try:
+            r = json.loads(Path(report).read_text())
+            print_report(r)
+        except (ValueError, KeyError, TypeError) as e:
+            raise BoardError(f"{report}: not a board build report ({e.__class__.__name__}: "
+                             f"{e})") from None
+        if plot:
+            from bpfpga.host.plots import report_plot
+            report_plot(plot, r)
+            click.echo(f"plot:      {plot}")
+
     @board.command("flash")
     @click.option("--board", "name", required=True, help="Board name (bpfpga board list).")
     @click.option("--bitstream", type=click.Path(dir_okay=False), default=None,

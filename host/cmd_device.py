@@ -19,7 +19,7 @@ import time
 
 import click
 
-from bpfpga.errors import BpfpgaError, TargetError
+from bpfpga.errors import BpfpgaError, TargetError, escape
 
 VERDICTS = ["XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT"]
 
@@ -31,8 +31,19 @@ def device_options(f):
     @click.option("--timeout", type=float, default=10.0, show_default=True,
                   help="Seconds to wait for an answer (then retried).")
     @click.option("-j", "--json", "as_json", is_flag=True, help="JSON output, as bpftool -j.")
+    @click.option("--key", "device_key", default=None, metavar="HEX|FILE",
+                  help="The device's 128-bit key (32 hex digits, or a file of them readable "
+                  "by its owner only), for an authenticated link: a simulated board (whose "
+                  "key file is found by its URL for the user who started it) or Etherbone "
+                  "(default: $BPFPGA_KEY).")
     @functools.wraps(f)
-    def wrapper(*a, **kw):
+    def wrapper(*a, device_key=None, **kw):
+        # device_key, not key: the map commands' KEY argument is `key`
+        import os
+        if device_key:
+            from bpfpga.auth import parse_key
+            parse_key(device_key, "--key")          # a bad key is one line, here
+            os.environ["BPFPGA_KEY"] = device_key   # the key of every transport opened here
         return f(*a, **kw)
     return wrapper
 
@@ -42,17 +53,40 @@ def open_device(url: str, timeout: float):
     return Device(url, timeout=timeout)
 
 
-def _hex(s: str, what: str) -> bytes:
-    try:
-        return bytes.fromhex(s.replace(" ", "").replace(":", ""))
-    except ValueError:
-        raise BpfpgaError(f"{what} '{s}' is not hex") from None
-
-
 def _val_json(v):
     if isinstance(v, list):
         return {"values": [bytes(x).hex() for x in v]}
     return {"value": bytes(v).hex()}
+
+
+def _types(ld, m):
+    from bpfpga.compiler.btfvalue import MapTypes
+    return MapTypes.of(ld.obj, m.md)
+
+
+def _row(mt, k, v) -> dict:
+    """An entry as `bpftool map dump -j` gives it with BTF: hex, and "formatted" in the
+    map's BTF types when the object has them."""
+    r = {"key": bytes(k).hex(), **_val_json(v)}
+    if mt.typed:
+        f = {}
+        if mt.key_tid:
+            f["key"] = mt.show_key(k)
+        if mt.value_tid:
+            f["values" if isinstance(v, list) else "value"] = \
+                [mt.show_value(x) for x in v] if isinstance(v, list) else mt.show_value(v)
+        r["formatted"] = f
+    return r
+
+
+def _row_text(r: dict) -> str:
+    f = r.get("formatted", {})
+    k = json.dumps(f["key"]) if "key" in f else r["key"]
+    if "value" in f or "values" in f:
+        v = json.dumps(f.get("value", f.get("values")))
+    else:
+        v = r.get("value") or " ".join(r["values"])
+    return f"key: {k}  value: {v}"
 
 
 def _out(as_json: bool, data, text: str) -> None:
@@ -169,12 +203,7 @@ def register(group: click.Group) -> None:
         if maps_json:
             # maps.json's own maps and .rodata bytes go into the object before load
             from bpfpga.compiler import mapsjson
-            from bpfpga.obj import is_frozen
-            mf = mapsjson.read(maps_json)
-            o = mapsjson.prepare(o, mf)
-            names = {m.name: m for m in o.maps}
-            entries = {n: lst for n, lst in mf.entries.items()
-                       if n not in names or not is_frozen(names[n])}
+            o, entries = mapsjson.for_load(o, mapsjson.read(maps_json))
         dev = open_device(device, timeout)
         try:
             t0 = time.time()
@@ -226,11 +255,11 @@ def register(group: click.Group) -> None:
     def map_dump(dev, ld, as_json, name):
         """Every entry of map NAME (as maps.json lists them)."""
         m = ld.map(name)
+        mt = _types(ld, m)
         ents = _paused(dev, m.dump)
-        rows = [{"key": bytes(k).hex(), **_val_json(v)} for k, v in ents]
-        _out(as_json, rows, "\n".join(
-            f"key: {r['key']}  value: {r.get('value') or ' '.join(r['values'])}"
-            for r in rows) + f"\nFound {len(rows)} element(s)")
+        rows = [_row(mt, k, v) for k, v in ents]
+        _out(as_json, rows, "\n".join(_row_text(r) for r in rows) +
+             f"\nFound {len(rows)} element(s)")
 
     @map_.command("lookup")
     @click.argument("name")
@@ -238,15 +267,16 @@ def register(group: click.Group) -> None:
     @device_options
     @with_map
     def map_lookup(dev, ld, as_json, name, key):
-        """The value of KEY (hex) in map NAME."""
+        """The value of KEY in map NAME (hex, or JSON / text in the key's BTF type)."""
         from bpfpga.host.device import ENOENT, MapError
         m = ld.map(name)
-        v = _paused(dev, lambda: m.lookup(_hex(key, "key")))
+        mt = _types(ld, m)
+        k = mt.key(key)
+        v = _paused(dev, lambda: m.lookup(k))
         if v is None:
             raise MapError(ENOENT, f"map '{name}': no such key {key}")
-        _out(as_json, {"key": _hex(key, "key").hex(), **_val_json(v)},
-             f"key: {_hex(key, 'key').hex()}  value: "
-             f"{bytes(v).hex() if not isinstance(v, list) else ' '.join(x.hex() for x in v)}")
+        r = _row(mt, k, v)
+        _out(as_json, r, _row_text(r))
 
     @map_.command("update")
     @click.argument("name")
@@ -257,15 +287,17 @@ def register(group: click.Group) -> None:
     @device_options
     @with_map
     def map_update(dev, ld, as_json, name, key, value, flags):
-        """Set KEY (hex) to VALUE (hex; for a program array a program name) in map NAME; the
-        entry is read back before the engine resumes."""
+        """Set KEY to VALUE in map NAME (hex, or JSON / text in the map's BTF types, e.g.
+        '{"vip": "10.0.0.1", "port": 80}'; for a program array a program name); the entry
+        is read back before the engine resumes."""
         from bpfpga.host.device import map_update_atomic
         m = ld.map(name)
-        k = _hex(key, "key")
+        mt = _types(ld, m)
+        k = mt.key(key)
         if m.md.type == 3 and value in ld.prog_no:
             v = ld.prog_no[value] + 1
         else:
-            v = _hex(value, "value")
+            v = mt.value(value)
         fl = {"any": 0, "noexist": 1, "exist": 2}[flags]
         map_update_atomic(m, k, v, fl)
         _out(as_json, {"map": name, "key": k.hex(), "updated": True},
@@ -277,9 +309,9 @@ def register(group: click.Group) -> None:
     @device_options
     @with_map
     def map_delete(dev, ld, as_json, name, key):
-        """Delete KEY (hex) from map NAME."""
+        """Delete KEY (hex, or JSON / text in the key's BTF type) from map NAME."""
         m = ld.map(name)
-        k = _hex(key, "key")
+        k = _types(ld, m).key(key)
 
         def go():
             m.delete(k)
@@ -336,7 +368,7 @@ def register(group: click.Group) -> None:
                         click.echo(json.dumps({**rec, "text": text}))
                     else:
                         click.echo(f"[{rec['core']:03d}] {rec['ktime'] / 1e9:.9f}: frame "
-                                   f"{rec['seq']}: {text}")
+                                   f"{rec['seq']}: {escape(text)}")
                 if follow is None:
                     break
                 time.sleep(follow)
@@ -366,12 +398,16 @@ def register(group: click.Group) -> None:
     @click.option("--tap", "taps", multiple=True, metavar="[PORT=]NAME",
                   help="Attach engine port PORT (default 0) to a new Linux TAP device NAME "
                   "(needs root or CAP_NET_ADMIN); repeat for port 1.")
-    def sim_board(listen, pcap0, capture, replay_on, inflight, taps):
+    @click.option("--key", "key", default=None, metavar="HEX|FILE",
+                  help="The key clients must prove (default: a new one, written to a key "
+                  "file only this user can read, named after the URL; removed at exit).")
+    def sim_board(listen, pcap0, capture, replay_on, inflight, taps, key):
         """Run the XDP engine in Verilator as a board: its control port on a TCP port,
         until Ctrl-C."""
         import os
         import signal
 
+        from bpfpga.auth import parse_key
         from bpfpga.sim.simboard import SimBoard
         host, _, port = listen.rpartition(":")
         try:
@@ -393,7 +429,7 @@ def register(group: click.Group) -> None:
                    err=True)
         board = SimBoard(host or "127.0.0.1", port, pcap0, capture, replay_on,
                          log=lambda m: click.echo(m, err=True), inflight=inflight,
-                         taps=tap_ports)
+                         taps=tap_ports, key=parse_key(key, "--key") if key else None)
         signal.signal(signal.SIGUSR1, lambda *_: board.replay_go.set())
         # Ctrl-C and SIGTERM end the serve loop (also when started from a script, where a
         # background job inherits SIGINT ignored)
@@ -401,6 +437,9 @@ def register(group: click.Group) -> None:
         signal.signal(signal.SIGINT, lambda *_: board.stop.set())
         click.echo(f"sim-board: serving {board.url} (pid {os.getpid()}); "
                    f"export BPFPGA_DEVICE={board.url}")
+        if board.key_file is not None:
+            click.echo(f"sim-board: clients authenticate with the key in {board.key_file} "
+                       f"(mode 0600; found by the CLI for this URL)", err=True)
         import sys
         sys.stdout.flush()
         try:

@@ -8,25 +8,27 @@ as JSON whose keys follow bpftool's ``prog show -j`` / ``map show -j``
 from __future__ import annotations
 
 import json
+import re
 
 import click
 
-from bpfpga.errors import LoadError
+from bpfpga.errors import LoadError, escape
 from bpfpga.helpers import HELPER_NAMES, helper_name
 from bpfpga.obj import BpfObject, MapDef, Program, xdp_attach
 
 
 def parse_map_sizes(values: tuple[str, ...]) -> dict[str, int]:
-    """``NAME=ENTRIES`` options into a dict (a LoadError names a malformed one)."""
+    """``--map-size NAME=ENTRIES`` options into a dict, the one parser of every command that
+    takes them; ENTRIES is decimal or 0x hex, 1..2**32-1 (max_entries is a u32). A LoadError
+    names a malformed one."""
     out: dict[str, int] = {}
     for v in values:
         name, sep, n = v.partition("=")
-        try:
-            entries = int(n, 0)
-        except ValueError:
-            entries = None
-        if not sep or not name or entries is None:
-            raise LoadError(f"--map-size {v!r}: expected NAME=ENTRIES")
+        ok = sep and name and re.fullmatch(r"[0-9]{1,10}|0[xX][0-9a-fA-F]{1,8}", n)
+        entries = int(n, 0 if n[:2].lower() == "0x" else 10) if ok else 0
+        if not 0 < entries < 1 << 32:
+            raise LoadError(f"--map-size '{v}': expected NAME=ENTRIES with ENTRIES in "
+                            f"1..4294967295")
         out[name] = entries
     return out
 
@@ -73,9 +75,13 @@ def print_object(o: BpfObject) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    def e(text) -> str:     # names come from the object: escaped for the terminal and rich
+        return escape(text, markup=True)
+
     con = Console()
-    pt = Table(title=f"{o.path}: {len(o.programs)} program(s)"
-               + (f", license {o.license}" if o.license else ""), title_justify="left")
+    pt = Table(title=e(f"{o.path}: {len(o.programs)} program(s)"
+                       + (f", license {o.license}" if o.license else "")),
+               title_justify="left")
     for c in ("#", "name", "type", "section", "insns", "subprogs", "helpers", "maps"):
         pt.add_column(c, justify="right" if c in ("#", "insns") else "left",
                       no_wrap=c in ("#", "insns", "section"))
@@ -84,10 +90,10 @@ def print_object(o: BpfObject) -> None:
         sub = ", ".join(n for off, n in sorted(p.symbols.items()) if off)
         kind = p.prog_type + ("" if xdp_attach(p.section) in (None, "xdp")
                               else f" ({xdp_attach(p.section)})")
-        pt.add_row(str(i), p.name + ("*" if p is default else ""), kind, p.section,
-                   str(p.n_insns), sub, ", ".join(HELPER_NAMES.get(h, str(h))
-                                                  for h in p.helpers),
-                   ", ".join(p.maps_used))
+        pt.add_row(str(i), e(p.name) + ("*" if p is default else ""), kind, e(p.section),
+                   str(p.n_insns), e(sub), ", ".join(HELPER_NAMES.get(h, str(h))
+                                                     for h in p.helpers),
+                   e(", ".join(p.maps_used)))
     con.print(pt)
     con.print("* the default program (the first XDP program; programs of other types are "
               "never run); insns counts 8-byte slots (lddw takes two)" if default else
@@ -113,8 +119,8 @@ def print_object(o: BpfObject) -> None:
             notes.append(f"pinning {m.pinning}")
         if m.section not in (".maps",) and m.data is None:
             notes.append(f"section {m.section}")
-        mt.add_row(str(i), m.name, m.type_name, str(m.key_size), str(m.value_size),
-                   str(m.max_entries), _flags(m.map_flags), "; ".join(notes))
+        mt.add_row(str(i), e(m.name), m.type_name, str(m.key_size), str(m.value_size),
+                   str(m.max_entries), _flags(m.map_flags), e("; ".join(notes)))
     con.print(mt)
 
 

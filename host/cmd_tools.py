@@ -55,7 +55,7 @@ def _with_line(e: BpfpgaError, text, line0) -> str:
     """Map 'instruction N' in a check error onto the source line, where we can."""
     import re
     msg = str(e)
-    m = re.match(r"instruction (\d+): (.*)", msg)
+    m = re.match(r"instruction ([0-9]+): (.*)", msg)
     if not m or text is None:
         return msg
     pc = int(m.group(1))

@@ -8,18 +8,8 @@ from collections import Counter
 import click
 
 from bpfpga import isa
-from bpfpga.errors import BpfpgaError, TargetError
+from bpfpga.errors import BpfpgaError, TargetError, escape
 from bpfpga.host.diff import vname
-
-
-def _map_sizes(items) -> dict[str, int]:
-    out = {}
-    for it in items:
-        name, sep, n = it.partition("=")
-        if not sep or not n.isdigit():
-            raise BpfpgaError(f"--map-size takes NAME=ENTRIES, not '{it}'")
-        out[name] = int(n)
-    return out
 
 
 def load(obj_path, map_size=(), maps_json=None):
@@ -28,7 +18,8 @@ def load(obj_path, map_size=(), maps_json=None):
     from bpfpga.compiler import mapsjson
     from bpfpga.compiler.elf import load_object
     from bpfpga.compiler.select import left_out_note, xdp_view
-    o = load_object(obj_path, map_sizes=_map_sizes(map_size) or None)
+    from bpfpga.host.cmd_prog import parse_map_sizes
+    o = load_object(obj_path, map_sizes=parse_map_sizes(map_size) or None)
     if maps_json:
         o = mapsjson.prepare(o, mapsjson.read(maps_json))
     o = xdp_view(o)
@@ -61,8 +52,10 @@ def obj_options(f):
 @click.option("-j", "--json", "as_json", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True, help="summary only")
 @click.option("--no-timing", is_flag=True, help="kernel: leave out its ns per packet")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
+              help="draw cycles (instructions on ref) per packet and the verdict mix")
 def run_cmd(obj, prog, maps_json, map_size, target, device, pcap_in, out, as_json, quiet,
-            no_timing):
+            no_timing, plot):
     """Run the packets of a pcap through an XDP object on a target."""
     from bpfpga.host.diff import _time_rows, open_target, timing_line
     from bpfpga.sim import pcap
@@ -97,6 +90,9 @@ def run_cmd(obj, prog, maps_json, map_size, target, device, pcap_in, out, as_jso
         kt = _time_rows(o, prog, maps_json, packets, rows)
     summary = Counter(r.get("verdict", "ERROR") for r in rows)
     cyc = [r["cycles"] for r in rows if "cycles" in r]
+    if plot:
+        from bpfpga.host.plots import run_plot
+        run_plot(plot, target, rows, f"{obj}: {len(rows)} packets on {target}")
     if as_json:
         click.echo(json.dumps({"target": target, "packets": rows, "summary": dict(summary),
                                "cycles_per_packet": (sum(cyc) / len(cyc)) if cyc else None,
@@ -115,7 +111,7 @@ def run_cmd(obj, prog, maps_json, map_size, target, device, pcap_in, out, as_jso
                 click.echo(f"{r['packet']:5} len={r['len']:<5} {r['verdict']:<9} "
                            f"out_len={r['out_len']}{extra}")
                 for line in r.get("trace", ()):
-                    click.echo(f"      trace_printk: {line}")
+                    click.echo(f"      trace_printk: {escape(line)}")
     print_summary(target, summary, len(rows), cyc, [r["insns"] for r in rows if "insns" in r])
     line = timing_line(kt, {})
     if line:
@@ -209,7 +205,7 @@ def diff_cmd(obj, prog, maps_json, map_size, targets, device, pcap_in, max_packe
                     if progname not in lst:
                         lst[progname] = {int(l.split(":")[0]): l for l in
                                          listing(o.program(progname).insns)}
-                    click.echo(f"  {progname}: {lst[progname].get(pc, pc)}")
+                    click.echo(f"  {escape(progname)}: {lst[progname].get(pc, pc)}")
         for m in map_div[:20]:
             click.echo(f"map {m['map']} key {m['key']}: " + ", ".join(
                 f"{t}={m[t]}" for t in m["targets"]))

@@ -13,8 +13,9 @@ was garbled on the link; what a write stored is checked by reading it back (map 
 descriptors, registers) or by the hardware's own CRC (program staging, commit).
 
 Maps: the host works on raw map memory with the hardware's own layout and hash function
-(compiler/link.py ``hw_layout``, hdl/maps_hw.py ``key_hash``), with the engine paused (no core
-runs a program while the host changes a map; packets wait in their buffers).
+(compiler/link.py ``hw_layout``, bpfpga/maphash.py ``key_hash``), with the engine paused (no
+core runs a program while the host changes a map; packets wait in their buffers). Records and
+status bits are unpacked with bpfpga/records.py, the tables the engine's layouts come from.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import contextlib
 import struct
 import time
 
+from bpfpga import records as R
 from bpfpga.errors import TargetError
 from bpfpga.hdl import control as C
 
@@ -62,10 +64,9 @@ class Device:
         except BaseException:
             self.t.close()
             raise
-        self.cores = info & 0xFF
-        self.ports = (info >> 8) & 0xFF
-        self.pm_depth = 1 << ((info >> 16) & 0xFF)
-        self.max_maps = info >> 24
+        inf = R.INFO.unpack_int(info)
+        self.cores, self.ports, self.max_maps = inf["cores"], inf["ports"], inf["max_maps"]
+        self.pm_depth = 1 << inf["log2_pm_depth"]
         self.map_bytes = _stable(lambda: self.reg(C.R_MAP_BYTES), url=self.url)
         self.pkt_bytes = _stable(lambda: self.reg(C.R_PKT_BYTES), url=self.url)
         self.inj_words = _stable(lambda: self.reg(C.R_INJ_WORDS), url=self.url)
@@ -193,7 +194,7 @@ class Device:
         """Stop starting programs and wait until no core runs one."""
         self.control(enable=False)
         t0 = time.time()
-        while not self.reg(C.R_STATUS) & 1:
+        while not self.reg(C.R_STATUS) & R.STATUS.mask("idle"):
             if time.time() - t0 > timeout:
                 raise TargetError(f"{self.url}: the engine did not become idle")
 
@@ -256,7 +257,7 @@ class Device:
     def staged_crc(self, n: int) -> int:
         """The hardware's CRC-32 of staging slots [0, n)."""
         self.write_checked(C.REGS + C.R_CHECK, [n])
-        self._wait_idle(4, n, "the program check")
+        self._wait_idle(R.STATUS.mask("check_busy"), n, "the program check")
         return self.reg(C.R_CRC)
 
     def stage_program(self, code: bytes, retries: int = 8, chunk: int = 64) -> int:
@@ -301,7 +302,8 @@ class Device:
             before = _stable(lambda: self.reg(C.R_COMMITS), url=self.url)
             self.write_checked(C.REGS + C.R_COMMIT_KEY, [want])
             self.set_reg(C.R_COMMIT, n)
-            self._wait_idle(2, 2 * n + _stable(lambda: self.reg(C.R_BUDGET), url=self.url),
+            self._wait_idle(R.STATUS.mask("commit_busy"),
+                            2 * n + _stable(lambda: self.reg(C.R_BUDGET), url=self.url),
                             "the program commit")
             if _stable(lambda: self.reg(C.R_COMMITS), url=self.url) != before and \
                     _stable(lambda: self.reg(C.R_PROG_CRC), url=self.url) == want:
@@ -312,7 +314,7 @@ class Device:
     def clear_map_memory(self, n: int) -> None:
         """Zero map memory bytes [0, n) in hardware (8 bytes an access)."""
         self.write_checked(C.REGS + C.R_MAPCLR, [(n + 7) & ~7])
-        self._wait_idle(8, n // 8, "clearing map memory")
+        self._wait_idle(R.STATUS.mask("mapclr_busy"), n // 8, "clearing map memory")
 
     def _wait_idle(self, bit: int, cycles: int, what: str) -> None:
         """Wait until STATUS `bit` clears (work of about `cycles` engine cycles); a simulation
@@ -373,7 +375,8 @@ class Device:
                 if time.time() - t0 > self.timeout:
                     raise TargetError(f"{self.url}: the inject ring does not drain")
             body = frame.ljust((nw - 1) * 8, b"\0")
-            words64 = [len(frame) | (port << 16)] + list(struct.unpack(f"<{nw - 1}Q", body))
+            words64 = R.INJ_HDR.pack(len=len(frame), in_port=port) + \
+                list(struct.unpack(f"<{nw - 1}Q", body))
             self._ring_write(wr, words64)
             wr = (wr + nw) & 0xFFFF
             pend.append(nw)
@@ -424,7 +427,7 @@ class Device:
                 if time.time() - t0 > timeout:
                     now = self._busy_cycles()
                     if busy is not None and now == busy or busy is None and \
-                            self.reg(C.R_STATUS) & 1:
+                            self.reg(C.R_STATUS) & R.STATUS.mask("idle"):
                         raise TargetError(f"{self.url}: no result after {timeout} s "
                                           f"(no core running)")
                     busy, t0 = now, time.time()
@@ -433,17 +436,14 @@ class Device:
             words = self._ring_read(rd, avail)
             i = 0
             while i < len(words):
-                h0, h1, h2, h3 = words[i:i + 4]
-                ln = h0 & 0xFFFF
+                rec = R.RING_HDR.unpack(words[i:i + C.HDR_WORDS])
+                ln = rec["len"]
                 nb = (ln + 7) // 8
-                body = b"".join(w.to_bytes(8, "little") for w in words[i + 4:i + 4 + nb])
-                recs.append({"len": ln, "verdict": (h0 >> 16) & 7, "trap": (h0 >> 20) & 0xF,
-                             "in_port": (h0 >> 24) & 0xF, "core": (h0 >> 28) & 0xF,
-                             "redirect": h0 >> 32, "r0": h1, "trap_pc": h2 & 0xFFFFFFFF,
-                             "insns": h2 >> 32, "cycles": h3 & 0xFFFFFFFF,
-                             "tailcalls": (h3 >> 32) & 0xFF, "seq": h3 >> 40,
-                             "packet": body[:ln]})
-                i += 4 + nb
+                i += C.HDR_WORDS
+                body = b"".join(w.to_bytes(8, "little") for w in words[i:i + nb])
+                rec["packet"] = body[:ln]
+                recs.append(rec)
+                i += nb
             rd = (rd + avail) & 0xFFFF
             self.set_reg(C.R_OUT_RD, rd)
             self._out_rd = rd
@@ -452,7 +452,7 @@ class Device:
     # ------------------------------------------------------------------ trace FIFO
     def trace_records(self) -> list[dict]:
         """Every record waiting in the trace FIFO (trace_printk calls, oldest first), and
-        frees them. Layout: hdl/control.py TRACE_*."""
+        frees them. Layout: bpfpga/records.py TRACE_REC."""
         if not self.trace_depth:
             raise TargetError(f"{self.url}: the engine has no trace unit (built with "
                               f"trace_depth 0): trace_printk prints nothing there")
@@ -467,9 +467,9 @@ class Device:
             slot = (rd + i) % self.trace_depth
             flat = self.read(C.TRACE + 2 * C.TRACE_SLOT_WORDS * slot, 2 * C.TRACE_REC_WORDS)
             w = [flat[2 * j] | flat[2 * j + 1] << 32 for j in range(C.TRACE_REC_WORDS)]
-            recs.append({"fmt": w[0] & 0xFFFFFFFF, "fmt_size": (w[0] >> 32) & 0x1FFF,
-                         "core": (w[0] >> 48) & 0xFF, "len": w[1] & 0xFFFFFFFF,
-                         "seq": (w[1] >> 32) & 0xFFFFFF, "ktime": w[2], "args": w[3:6]})
+            rec = R.TRACE_REC.unpack(w)
+            rec["args"] = [rec.pop(f"arg{k}") for k in range(3)]
+            recs.append(rec)
         if n:
             self.set_reg(C.R_TRACE_RD, wr)
         return recs
@@ -511,7 +511,7 @@ class MapError(TargetError):
 
 class DeviceMap:
     """One map of a loaded image, read and written through raw map memory with the hardware's
-    layout (compiler/link.py hw_layout) and hash (hdl/maps_hw.py key_hash). Call with the
+    layout (compiler/link.py hw_layout) and hash (bpfpga/maphash.py key_hash). Call with the
     engine paused (Device.pause)."""
 
     def __init__(self, dev: Device, region, ncpus: int):
@@ -581,7 +581,7 @@ class DeviceMap:
 
     def _find(self, key: bytes):
         """(slot or None, first free slot or None) along the key's probe sequence."""
-        from bpfpga.hdl.maps_hw import key_hash
+        from bpfpga.maphash import key_hash
         n = self.r.slots
         s = key_hash(key) & (n - 1)
         free = None

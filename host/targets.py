@@ -32,6 +32,9 @@ def open_target(name: str, obj: BpfObject, prog: str | None = None, device: str 
 def apply_maps(target: Target, obj: BpfObject, entries: dict) -> int:
     """Load maps.json entries (bpfpga.compiler.mapsjson.load) into a target; returns the
     number of entries written."""
+    from bpfpga.compiler.mapsjson import check, resolve
+    entries = resolve(obj, entries)
+    check(obj, entries)
     with target.batch():
         return _apply_maps(target, obj, entries)
 
@@ -40,10 +43,7 @@ def _apply_maps(target: Target, obj: BpfObject, entries: dict) -> int:
     n = 0
     names = {m.name: m for m in obj.maps}
     for name, lst in entries.items():
-        md = names.get(name)
-        if md is None:
-            raise BpfpgaError(f"maps.json names map '{name}', which the object does not have "
-                              f"(maps: {', '.join(names)})")
+        md = names[name]            # mapsjson.check (apply_maps) refused unknown names
         if is_frozen(md):
             # set before load (compiler/mapsjson.py prepare) and frozen since, as libbpf
             if frozen_bytes(name, md, lst) != bytes(md.data or b""):

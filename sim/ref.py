@@ -179,8 +179,7 @@ class Machine:
         k = s.kind
         wr = s.width == 64
         mask = M64 if wr else M32
-        if d == 10 and k in (ALU, NEG, MOVSX, END, LDDW, LDX, LDXSX) or \
-                (k == ATOMIC and sr == 10 and (imm & isa.BPF_FETCH)):
+        if isa.writes_r10(ins):
             def r10():
                 raise Fault(traps.TRAP_R10_WRITE, pc, "write to r10")
             return r10

@@ -31,15 +31,15 @@ BUILD = Path(os.environ.get("BPFPGA_BUILD", ROOT / "build"))
 TOPLEVEL = "bpfpga_top"
 PM_DEPTH = 4096
 PKT_BYTES = 16384
-# BPFPGA_RTL_TARGET_PORT=0 builds the CPU without its branch-target read port (hdl/cpu.py)
+# BPFPGA_RTL_TARGET_PORT=0 builds the CPU without its branch-target read port (hdl/cpu/frontend.py)
 TARGET_PORT = os.environ.get("BPFPGA_RTL_TARGET_PORT", "1") != "0"
-# other CPU options of the test top (hdl/cpu.py: frame_bram, mul_serial); a test of a board's
+# other CPU options of the test top (hdl/cpu/core.py: frame_bram, mul_serial); a test of a board's
 # CPU variant sets them (its own model: they are part of the model's key)
 CPU_OPTIONS: dict = {}
 
 # every file the generated Verilog of the test top depends on (not all of hdl/: the XDP
 # engine's files change often and do not touch this model)
-_HDL_INPUTS = ["hdl/cpu.py", "hdl/decode.py", "hdl/bus.py", "hdl/testtop.py", "bpfpga/isa.py", "bpfpga/memmap.py", "bpfpga/traps.py"]
+_HDL_INPUTS = ["hdl/cpu/*.py", "hdl/decode.py", "hdl/bus.py", "hdl/testtop.py", "bpfpga/isa.py", "bpfpga/memmap.py", "bpfpga/traps.py"]
 
 
 @dataclass

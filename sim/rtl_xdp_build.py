@@ -34,8 +34,9 @@ def hdl_hash(cfg=None) -> str:
     cfg = cfg or config()
     h = hashlib.sha256()
     h.update(json.dumps(cfg.as_dict(), sort_keys=True).encode())
-    for pat in sorted(set(_rtl._HDL_INPUTS) | {"hdl/*.py", "bpfpga/obj.py", "bpfpga/memmap.py",
-                                                "bpfpga/isa.py", "bpfpga/traps.py"}):
+    for pat in sorted(set(_rtl._HDL_INPUTS) | {"hdl/*.py", "hdl/*/*.py", "bpfpga/obj.py", "bpfpga/memmap.py",
+                                                "bpfpga/isa.py", "bpfpga/traps.py",
+                                                "bpfpga/records.py"}):
         for p in sorted(ROOT.glob(pat)):
             h.update(p.relative_to(ROOT).as_posix().encode())
             h.update(p.read_bytes())

@@ -3,9 +3,12 @@ its control port served to any number of host clients, one after another or at o
 LiteX UART-bridge protocol on a TCP port, as a board's UART bridge serves one host. Host tools
 connect with ``--device socket://HOST:PORT`` exactly as they would to ``/dev/ttyUSB1``.
 
-The board process parses the bridge protocol of each client (with LiteX's 100 ms idle reset of
-the parser, so a client's resync after lost bytes works as on hardware) and runs each command
-on the simulation under one lock. Accesses outside the engine's regions read as zero and are
+Every client authenticates (bpfpga/auth.py): the bridge bytes come in records tagged with
+SipHash-2-4 under the board's key (a 0600 key file it writes for its owner, found by the CLI
+by the URL), a per-connection nonce and a sequence number; the board runs each record's
+complete commands under one lock and drops a client whose record does not authenticate,
+replays, or stalls (REQUEST_DEADLINE). LiteX's 100 ms idle reset of the parser still drops a
+partial command, so a client's resync after lost bytes works as on hardware. Accesses outside the engine's regions read as zero and are
 ignored when written, as on a SoC bus with a timeout; the Verilator bench would otherwise wait
 for an acknowledge that never comes.
 
@@ -42,6 +45,8 @@ from bpfpga.errors import BpfpgaError, TargetError
 from bpfpga.hdl import control as C
 
 IDLE_RESET = 0.1          # LiteX UARTBone's parser timeout
+REQUEST_DEADLINE = 2.0    # seconds from a request record's first byte (or from when
+                          # the board finished the one before it) to its last
 TUNSETIFF = 0x400454CA
 IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
 
@@ -101,7 +106,8 @@ class _Locked:
 class SimBoard:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, pcap0: str | None = None,
                  capture: str | None = None, replay_on: str = "load", log=print,
-                 inflight: int = 1, taps: dict[int, str] | None = None):
+                 inflight: int = 1, taps: dict[int, str] | None = None,
+                 key: bytes | None = None):
         from bpfpga.host.device import Device
         from bpfpga.host.transport import UartBridge
         from bpfpga.sim.rtl_xdp_build import Simulation
@@ -132,6 +138,8 @@ class SimBoard:
         self.replay_go = threading.Event()
         self.stop = threading.Event()
         self.lock = threading.RLock()
+        self.refused = 0          # clients dropped (unauthenticated, replayed, stalled)
+        self.key_file = None
         try:
             self.sim = Simulation(frames=bool(self.taps))
             self.link = UartBridge(self.sim.url, timeout=60.0, retries=1)
@@ -161,6 +169,14 @@ class SimBoard:
             self.srv.listen(8)
             self.srv.settimeout(0.2)
             self.addr = self.srv.getsockname()
+            # the key every client must prove: given, or a new one in a file only this user
+            # can read, named after the URL (the CLI finds it there: bpfpga/auth.py key_for)
+            self.key_file = None
+            if key is None:
+                from bpfpga import auth
+                self.key_file = auth.simboard_key_path(self.addr[0], self.addr[1])
+                key = auth.write_key_file(self.key_file)
+            self.key = key
         except BaseException:
             self.close()
             raise
@@ -177,80 +193,121 @@ class SimBoard:
         return any(b <= addr < b + n for b, n in self.ranges)
 
     def _client(self, conn: socket.socket) -> None:
+        """One client: its authenticated records (bpfpga/auth.py), each verified whole
+        before any of it runs; the bridge commands of one record run under the board's lock,
+        and the lock is never held between records, so no client holds the control port
+        against another. A client is dropped on a record that does not authenticate, replays
+        or goes back in seq, is too long, or does not arrive whole within REQUEST_DEADLINE of
+        its first byte (a slow writer)."""
+        from bpfpga import auth
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn.settimeout(IDLE_RESET)
-        buf = bytearray()
-        # A client's write-window opening (a write of R_WIN_CHECK) and its next command run
-        # with no other client's command between them, as on a board's single bridge: the
-        # lock stays held until that command (or the bridge's idle reset).
-        held = False
+        conn.settimeout(0.05)
+        nonce = os.urandom(auth.NONCE_BYTES)
+        rbuf = bytearray()          # record bytes received
+        buf = bytearray()           # bridge command bytes of authenticated records
+        started = None              # when the pending record's first byte came
+        last_seq = -1
+        last_rec = time.monotonic()
 
-        def release():
-            nonlocal held
-            if held:
-                held = False
-                self.lock.release()
-        win_check = C.REGS + C.R_WIN_CHECK
+        def refuse(why: str) -> None:
+            self.refused += 1
+            self.log(f"sim-board: dropped a client: {why}")
+        greeted = False
         try:
             while not self.stop.is_set():
+                now = time.monotonic()
                 try:
                     data = conn.recv(1 << 16)
                     if not data:
                         return
-                    buf += data
+                    if not rbuf:
+                        started = now
+                    rbuf += data
                 except socket.timeout:
-                    buf.clear()           # the bridge's idle reset: drop a partial command
-                    release()
+                    pass
+                if rbuf and started is not None and now - started > REQUEST_DEADLINE:
+                    refuse(f"a request not complete after {REQUEST_DEADLINE} s")
+                    return
+                if not greeted and len(rbuf) >= len(auth.HELLO):
+                    if rbuf[:len(auth.HELLO)] != auth.HELLO:
+                        conn.sendall(auth.REFUSED)
+                        refuse("a client that does not authenticate (no key?)")
+                        return
+                    del rbuf[:len(auth.HELLO)]
+                    greeted = True
+                    conn.sendall(auth.HELLO + nonce)
+                    if not rbuf:
+                        started = None
+                if not greeted:
+                    if rbuf and now - started > REQUEST_DEADLINE:
+                        refuse("no greeting")
+                        return
                     continue
-                while len(buf) >= 6:
-                    cmd, n = buf[0], buf[1]
-                    addr = int.from_bytes(buf[2:6], "big")
-                    incr = 1 if cmd in (1, 2) else 0
-                    if cmd in (1, 3):
-                        if len(buf) < 6 + 4 * n:
-                            break
-                        words = struct.unpack_from(f">{n}I", buf, 6)
-                        del buf[:6 + 4 * n]
-                        if not held:
-                            self.lock.acquire()
-                            held = True
-                        try:
-                            if incr and n and self._valid(addr) and \
-                                    self._valid(addr + n - 1):
-                                self.link.write(addr, list(words))
-                            else:
-                                for i, w in enumerate(words):
-                                    a = addr + incr * i
-                                    if self._valid(a):
-                                        self.link.write(a, [w])
-                        finally:
-                            opens = n and addr <= win_check <= addr + incr * (n - 1)
-                            if not opens:
-                                release()
-                    elif cmd in (2, 4):
-                        del buf[:6]
-                        out = []
-                        if not held:
-                            self.lock.acquire()
-                            held = True
-                        try:
-                            if incr and n and self._valid(addr) and self._valid(addr + n - 1):
-                                out = self.link.read(addr, n)
-                            else:
-                                for i in range(n):
-                                    a = addr + incr * i
-                                    out.append(self.link.read(a, 1)[0] if self._valid(a)
-                                               else 0)
-                        finally:
-                            release()
-                        conn.sendall(struct.pack(f">{n}I", *out))
-                    else:
-                        del buf[:1]
+                if buf and now - last_rec > IDLE_RESET:
+                    buf.clear()           # the bridge's idle reset: drop a partial command
+                while len(rbuf) >= auth.REC_HEAD:
+                    n, seq = auth.record_head(rbuf)
+                    if n > auth.MAX_REQUEST:
+                        refuse(f"a record of {n} bytes (not authenticated: no key?)")
+                        return
+                    if len(rbuf) < auth.REC_HEAD + n + auth.TAG_BYTES:
+                        break
+                    payload = bytes(rbuf[auth.REC_HEAD:auth.REC_HEAD + n])
+                    got = rbuf[auth.REC_HEAD + n:auth.REC_HEAD + n + auth.TAG_BYTES]
+                    del rbuf[:auth.REC_HEAD + n + auth.TAG_BYTES]
+                    if seq & auth.ANSWER or not auth.check(self.key, seq, payload, got, nonce):
+                        refuse("a request that does not authenticate")
+                        return
+                    if seq <= last_seq:
+                        refuse(f"a replayed request (seq {seq}, last {last_seq})")
+                        return
+                    last_seq = seq
+                    last_rec = now
+                    buf += payload
+                    out = self._run(buf)
+                    if out:
+                        conn.sendall(auth.record(self.key, nonce, seq | auth.ANSWER, out))
+                    # the next record's deadline runs from when the board can take it: the
+                    # time this one ran in the simulation is not the client's
+                    started = time.monotonic() if rbuf else None
+                    now = time.monotonic()
         except OSError:
             return
         finally:
-            release()
             conn.close()
+
+    def _run(self, buf: bytearray) -> bytes:
+        """Run the complete bridge commands at the head of ``buf`` (taking them out), under
+        the board's lock; the answer bytes of its reads."""
+        out = bytearray()
+        with self.lock:
+            while len(buf) >= 6:
+                cmd, n = buf[0], buf[1]
+                addr = int.from_bytes(buf[2:6], "big")
+                incr = 1 if cmd in (1, 2) else 0
+                if cmd in (1, 3):
+                    if len(buf) < 6 + 4 * n:
+                        break
+                    words = struct.unpack_from(f">{n}I", buf, 6)
+                    del buf[:6 + 4 * n]
+                    if incr and n and self._valid(addr) and self._valid(addr + n - 1):
+                        self.link.write(addr, list(words))
+                    else:
+                        for i, w in enumerate(words):
+                            a = addr + incr * i
+                            if self._valid(a):
+                                self.link.write(a, [w])
+                elif cmd in (2, 4):
+                    del buf[:6]
+                    if incr and n and self._valid(addr) and self._valid(addr + n - 1):
+                        vals = self.link.read(addr, n)
+                    else:
+                        vals = [self.link.read(addr + incr * i, 1)[0]
+                                if self._valid(addr + incr * i) else 0 for i in range(n)]
+                    out += struct.pack(f">{n}I", *vals)
+                else:
+                    del buf[:1]
+        return bytes(out)
 
     def _accept_loop(self) -> None:
         while not self.stop.is_set():
@@ -453,6 +510,12 @@ class SimBoard:
         srv = getattr(self, "srv", None)
         if srv is not None:
             srv.close()
+        if self.key_file is not None:
+            try:
+                self.key_file.unlink()
+            except OSError:
+                pass
+            self.key_file = None
         if self.fsock is not None:
             self.fsock.close()
             self.fsock = None

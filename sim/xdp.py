@@ -1,7 +1,7 @@
 """XDP on the reference machine: the `ref` target.
 
-The packet sits in a buffer of one 4 KiB frame (more for jumbo frames) with 256 bytes of
-headroom (XDP_PACKET_HEADROOM) and the kernel's 320-byte tailroom, at memmap.PKT_BASE; the
+The packet sits in a buffer of one 4 KiB frame (frames the kernel and the engine refuse are
+refused here too: sim/frame.py) with 256 bytes of headroom (XDP_PACKET_HEADROOM) and the kernel's 320-byte tailroom, at memmap.PKT_BASE; the
 `xdp_md` context at memmap.CTX_BASE; map values in the map window as linked by
 compiler/link.py. Helpers follow the kernel's semantics (net/core/filter.c, kernel/bpf/).
 """
@@ -20,6 +20,7 @@ from bpfpga.obj import (BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_DEVMAP,
 from bpfpga.target import Target, XdpContext, XdpResult
 
 from . import maps as M
+from .frame import ETH_HLEN, MAX_FRAME, check_frame, frame_refusal
 from .ref import Machine, Memory, Window
 
 FRAME = 4096
@@ -64,9 +65,22 @@ def csum_from32to16(s: int) -> int:
     return s >> 16
 
 
+def csum_diff(frm: bytes, to: bytes, seed: int) -> int:
+    """bpf_csum_diff's result for checked buffers (4-byte multiples, at most 512 bytes)."""
+    ret = seed & 0xFFFFFFFF
+    if frm and to:
+        ret = csum_add(csum_partial(to, ret), ~csum_partial(frm, 0) & 0xFFFFFFFF)
+    elif to:
+        ret = csum_partial(to, ret)
+    elif frm:
+        ret = ~csum_partial(frm, ~ret & 0xFFFFFFFF) & 0xFFFFFFFF
+    return csum_from32to16(ret)
+
+
 class XdpRef(Target):
     name = "ref"
     traces_insns = True
+    max_frame = MAX_FRAME     # the frames the kernel and the engine run (sim/frame.py)
     SUPPORTED = {
         H_MAP_LOOKUP: "map_lookup_elem", H_MAP_UPDATE: "map_update_elem",
         H_MAP_DELETE: "map_delete_elem", H_KTIME: "ktime_get_ns",
@@ -230,8 +244,20 @@ class XdpRef(Target):
         self.pkt_win.lo = self.data_meta
         self.pkt_win.hi = self.data_end
 
+    def refuses(self, packet: bytes) -> str | None:
+        """The frames the kernel and the engine refuse (sim/frame.py), by reason."""
+        if frame_refusal(len(packet), self.max_frame) is None:
+            return None
+        if len(packet) < ETH_HLEN:
+            return f"frames shorter than {ETH_HLEN} bytes: ref refuses them, as the kernel " \
+                   f"and the engine"
+        return f"frames longer than {self.max_frame} bytes: ref refuses them, as the " \
+               f"kernel and the engine (no frags)"
+
     def run(self, packet: bytes, ctx: XdpContext | None = None, trace=None) -> XdpResult:
         ctx = ctx or XdpContext()
+        if self.refuses(packet) is not None:
+            check_frame(packet, self.max_frame)
         size = max(FRAME, memmap.PKT_HEADROOM + len(packet) + TAILROOM)
         if size > memmap.PKT_SIZE:
             raise TargetError(f"packet of {len(packet)} bytes does not fit the packet buffer")
@@ -410,14 +436,7 @@ class XdpRef(Target):
             return -M.EINVAL
         frm = m.mem.read_bytes(m.r[1], fsz, m.pc) if fsz else b""
         to = m.mem.read_bytes(m.r[3], tsz, m.pc) if tsz else b""
-        ret = m.r[5] & 0xFFFFFFFF
-        if fsz and tsz:
-            ret = csum_add(csum_partial(to, ret), ~csum_partial(frm, 0) & 0xFFFFFFFF)
-        elif tsz:
-            ret = csum_partial(to, ret)
-        elif fsz:
-            ret = ~csum_partial(frm, ~ret & 0xFFFFFFFF) & 0xFFFFFFFF
-        return csum_from32to16(ret)
+        return csum_diff(frm, to, m.r[5])
 
     def _h_xdp_adjust_head(self, m: Machine) -> int:
         delta = isa.s32(m.r[2])

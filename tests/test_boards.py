@@ -398,6 +398,11 @@ def test_build_colorlight_soc_with_the_loopback_engine():
     res = cli("board", "flash", "--board", b.name, "--bitstream", str(bit), "--dry-run")
     assert res.exit_code == 0 and "-b colorlight" in res.output
     assert "test_boards/c-loopback/colorlight_5a_75b.bit" in res.output
+    # docs/tutorial.md's picture of this very report
+    res = cli("board", "report", str(out / "report.json"), "--plot", str(out / "report.png"))
+    assert res.exit_code == 0 and "eth0_rx" in res.output, res.output
+    png = (out / "report.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
 @pytest.mark.slow

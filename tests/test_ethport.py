@@ -59,7 +59,14 @@ def run(frames, gap_p=0.0, seed=1):
                     got.append(bytes(cur))
                     cur.clear()
 
-    migen.run_simulation(dut, [source(), sink()])
+    counted = []
+
+    def count():
+        for _ in range(20 * len(beats) + 60):
+            yield
+        counted.append((yield dut.dropped))
+    migen.run_simulation(dut, [source(), sink(), count()])
+    run.dropped = counted[0]
     return got, stalls
 
 
@@ -80,6 +87,7 @@ def test_drops_exactly_the_frames_to_the_management_address():
         got, stalls = run(frames, gap_p, seed)
         assert got == want, gap_p
         assert not stalls           # it never holds the MAC back
+        assert run.dropped == 3     # and counts what it kept from the engine
 
 
 def test_rejects_other_widths():

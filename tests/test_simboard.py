@@ -188,11 +188,14 @@ def test_simboard_trace(tmp_path):
 def _faulty_device(url, drop, corrupt, seed):
     import serial
 
+    from bpfpga.auth import key_for
     from bpfpga.host.device import Device
-    from bpfpga.host.transport import FaultyPort, UartBridge
-    raw = serial.serial_for_url(url, timeout=0.5)
+    from bpfpga.host.transport import AuthPort, FaultyPort, UartBridge
+    raw = AuthPort(serial.serial_for_url(url, timeout=0.5), key_for(url), url)
     # faults both ways: on the commands (the engine's write window and keyed commit refuse a
-    # garbled write) and on the answers (reads until two agree)
+    # garbled write) and on the answers (reads until two agree). They garble the bridge's
+    # bytes inside the authenticated records (what a bad UART does to the bridge); a garbled
+    # record itself is refused whole by its tag (tests/test_auth.py)
     fp = FaultyPort(raw, drop=drop, corrupt=corrupt, seed=seed)
     dev = Device(transport=UartBridge(url, timeout=0.5, retries=8, port=fp), timeout=10)
     return dev, fp

@@ -11,6 +11,7 @@ from bpfpga import memmap, traps
 from bpfpga.hdl.config import SIM
 from bpfpga.hdl.helpers_hw import H_TRACE, HelperUnit
 from bpfpga.printk import bprintf
+from bpfpga.records import TRACE_REC
 
 M64 = (1 << 64) - 1
 FMT = memmap.STACK_BASE + 0x100
@@ -95,7 +96,7 @@ def _run(cfg, cases):
                     ctx.set(dut.bus.ready, 0)
                     continue
                 if ctx.get(dut.tr_req):
-                    rec = ctx.get(dut.tr_rec)
+                    rec = ctx.get(dut.tr_rec.as_value())
                     ctx.set(dut.tr_ack, 1)
                 if ctx.get(dut.helper.ack):
                     break
@@ -144,10 +145,10 @@ def test_trace_printk_helper_random_formats():
             bad += 1
             assert rec is None
         else:
-            words = [(rec >> (64 * i)) & M64 for i in range(6)]
-            assert words[0] & 0xFFFFFFFF == FMT and (words[0] >> 32) & 0x1FFF == size
-            assert words[1] & 0xFFFFFFFF == want
-            assert words[3:6] == [a & M64 for a in args]
+            f = TRACE_REC.unpack_int(rec)
+            assert f["fmt"] == FMT and f["fmt_size"] == size
+            assert f["len"] == want
+            assert [f["arg0"], f["arg1"], f["arg2"]] == [a & M64 for a in args]
     assert 5 <= bad <= 35          # both kinds of case were exercised
 
 
