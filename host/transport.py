@@ -38,6 +38,21 @@ ETHERBONE_PORT = 1234
 EB_MAGIC = 0x4E6F
 
 
+
+def read_until_silence(port, n: int, url: str) -> bytes:
+    """Up to n bytes from a serial-like port, as long as they keep coming (each read ends at
+    the port's timeout of silence); a failing port is a one-line TargetError."""
+    got = b""
+    while len(got) < n:
+        try:
+            chunk = port.read(n - len(got))
+        except OSError as e:
+            raise TargetError(f"{url}: the link is broken ({e})") from None
+        if not chunk:
+            break
+        got += chunk
+    return got
+
 class Transport:
     url = "?"
 
@@ -75,18 +90,12 @@ class AuthPort:
 
     def _exact(self, n: int) -> bytes | None:
         """n bytes, or None on silence before the first; a record cut short is an error."""
-        got = b""
-        while len(got) < n:
-            try:
-                chunk = self.port.read(n - len(got))
-            except OSError as e:
-                raise TargetError(f"{self.url}: the link is broken ({e})") from None
-            if not chunk:
-                if not got:
-                    return None
-                raise TargetError(f"{self.url}: an answer record cut short ({len(got)} of "
-                                  f"{n} bytes); the board dropped the session?")
-            got += chunk
+        got = read_until_silence(self.port, n, self.url)
+        if not got:
+            return None
+        if len(got) < n:
+            raise TargetError(f"{self.url}: an answer record cut short ({len(got)} of "
+                              f"{n} bytes); the board dropped the session?")
         return got
 
     def write(self, data: bytes) -> int:
@@ -288,16 +297,7 @@ class UartBridge(Transport):
     def _read_answer(self, nbytes: int) -> bytes:
         # the timeout is for silence, not for the whole answer: a long burst over a slow link
         # (a loaded simulated board, a low baud rate) keeps coming as long as bytes arrive
-        got = b""
-        while len(got) < nbytes:
-            try:
-                chunk = self.port.read(nbytes - len(got))
-            except OSError as e:
-                raise TargetError(f"{self.url}: the link is broken ({e})") from None
-            if not chunk:
-                break
-            got += chunk
-        return got
+        return read_until_silence(self.port, nbytes, self.url)
 
     def close(self) -> None:
         try:
